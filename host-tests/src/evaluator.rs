@@ -1,0 +1,69 @@
+//! Two ways to run the same policy entry points: through the built `.wasm` on wasmtime (what
+//! the CLI and policy-server do), or natively by calling the guest's own functions compiled
+//! for the host. The case corpus runs both and requires identical answers.
+
+use kubewarden_policy_sdk::response::ValidationResponse;
+use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+
+use crate::wapc::{CallError, PolicyModule};
+
+/// Why an evaluation produced no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The waPC call failed (guest error, trap, deadline).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The module answered something that is not the expected JSON.
+    #[error("the module's {operation} answer is not valid: {message}")]
+    Answer {
+        /// The waPC operation.
+        operation: String,
+        /// The decoding error.
+        message: String,
+    },
+}
+
+/// A policy entry point runner.
+pub trait Evaluator {
+    /// `validate_settings` with the settings JSON.
+    fn validate_settings(&self, settings: &[u8]) -> Result<SettingsValidationResponse, EvalError>;
+    /// `validate` with a `ValidationRequest` JSON.
+    fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError>;
+}
+
+fn decode<T: serde::de::DeserializeOwned>(operation: &str, bytes: &[u8]) -> Result<T, EvalError> {
+    serde_json::from_slice(bytes).map_err(|e| EvalError::Answer {
+        operation: operation.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl Evaluator for PolicyModule {
+    fn validate_settings(&self, settings: &[u8]) -> Result<SettingsValidationResponse, EvalError> {
+        decode(
+            "validate_settings",
+            &self.call("validate_settings", settings)?,
+        )
+    }
+
+    fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
+        decode("validate", &self.call("validate", request)?)
+    }
+}
+
+/// The guest's functions, compiled for the host.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Native;
+
+impl Evaluator for Native {
+    fn validate_settings(&self, settings: &[u8]) -> Result<SettingsValidationResponse, EvalError> {
+        let bytes = serde_json::to_vec(&apart_wasm::validate_settings_payload(settings))
+            .unwrap_or_default();
+        decode("validate_settings", &bytes)
+    }
+
+    fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
+        let bytes = serde_json::to_vec(&apart_wasm::validate_payload(request)).unwrap_or_default();
+        decode("validate", &bytes)
+    }
+}

@@ -1,0 +1,411 @@
+//! A waPC host on wasmtime that calls a Kubewarden policy module the way policy-server does.
+//!
+//! The module is compiled once ([`PolicyModule::new`]) and pre-instantiated; every call gets
+//! a fresh instance (policy-server's model: no state leaks between evaluations), runs the
+//! guest's initialisation (`_initialize`/`_start`, then `wapc_init`), and is interrupted when
+//! it runs past its deadline (epoch interruption, 2 s by default as in policy-server).
+//!
+//! The waPC protocol: the host calls `__guest_call(op_len, payload_len)`; the guest asks for
+//! the operation name and payload with `__guest_request`, and answers with
+//! `__guest_response` (return 1) or `__guest_error` (return 0). WASI preview 1 imports are
+//! provided minimally: no files, no environment, stderr/stdout captured as logs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::{
+    Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Module, Store,
+    StoreLimits, StoreLimitsBuilder, Val, ValType,
+};
+
+/// How often the epoch advances.
+const TICK: Duration = Duration::from_millis(10);
+/// policy-server's default evaluation deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+/// Memory a guest may grow to.
+const MAX_MEMORY: usize = 2 << 30;
+
+/// Why a call did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The guest answered with `__guest_error`.
+    #[error("the module returned an error for {operation}: {message}")]
+    Guest {
+        /// The waPC operation.
+        operation: String,
+        /// The guest's message.
+        message: String,
+    },
+    /// The guest trapped or ran past its deadline.
+    #[error("the module trapped in {operation}: {message}")]
+    Trap {
+        /// The waPC operation.
+        operation: String,
+        /// What wasmtime reported.
+        message: String,
+        /// True when the deadline interrupted it.
+        deadline: bool,
+    },
+    /// The module could not be instantiated.
+    #[error("cannot instantiate the module: {0}")]
+    Instantiate(String),
+}
+
+/// Per-call host state.
+struct HostState {
+    operation: Vec<u8>,
+    payload: Vec<u8>,
+    response: Option<Vec<u8>>,
+    error: Option<Vec<u8>>,
+    host_error: Vec<u8>,
+    logs: Vec<String>,
+    limits: StoreLimits,
+    random: u64,
+}
+
+/// A compiled policy module, ready for calls.
+pub struct PolicyModule {
+    engine: Engine,
+    pre: InstancePre<HostState>,
+    deadline_ticks: u64,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for PolicyModule {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn memory(caller: &mut Caller<'_, HostState>) -> Option<Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn read_guest(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    let memory =
+        memory(caller).ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
+    let mut buf = vec![0; usize::try_from(len)?];
+    memory.read(&caller, usize::try_from(ptr)?, &mut buf)?;
+    Ok(buf)
+}
+
+fn write_guest(caller: &mut Caller<'_, HostState>, ptr: i32, data: &[u8]) -> wasmtime::Result<()> {
+    let memory =
+        memory(caller).ok_or_else(|| wasmtime::Error::msg("the module exports no memory"))?;
+    memory.write(caller, usize::try_from(ptr)?, data)?;
+    Ok(())
+}
+
+fn len_i32(len: usize) -> i32 {
+    i32::try_from(len).unwrap_or(i32::MAX)
+}
+
+/// WASI errno values used here.
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_BADF: i32 = 8;
+const ERRNO_NOSYS: i32 = 52;
+
+fn link_wapc(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "wapc",
+        "__guest_request",
+        |mut c: Caller<'_, HostState>, op_ptr: i32, ptr: i32| {
+            let op = c.data().operation.clone();
+            let payload = c.data().payload.clone();
+            write_guest(&mut c, op_ptr, &op)?;
+            write_guest(&mut c, ptr, &payload)
+        },
+    )?;
+    linker.func_wrap(
+        "wapc",
+        "__guest_response",
+        |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let data = read_guest(&mut c, ptr, len)?;
+            c.data_mut().response = Some(data);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "wapc",
+        "__guest_error",
+        |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let data = read_guest(&mut c, ptr, len)?;
+            c.data_mut().error = Some(data);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "wapc",
+        "__console_log",
+        |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let data = read_guest(&mut c, ptr, len)?;
+            c.data_mut()
+                .logs
+                .push(String::from_utf8_lossy(&data).into_owned());
+            Ok(())
+        },
+    )?;
+    // Host capabilities (Kubernetes lookups, OCI, crypto) are not offered: a guest asking
+    // for one gets a waPC host error, as from a policy-server without that capability.
+    linker.func_wrap(
+        "wapc",
+        "__host_call",
+        |mut c: Caller<'_, HostState>,
+         _bd: i32,
+         _bdl: i32,
+         ns: i32,
+         nsl: i32,
+         op: i32,
+         opl: i32,
+         _p: i32,
+         _l: i32| {
+            let ns = read_guest(&mut c, ns, nsl)?;
+            let op = read_guest(&mut c, op, opl)?;
+            c.data_mut().host_error = format!(
+                "host capability {}/{} is not available in apart's host",
+                String::from_utf8_lossy(&ns),
+                String::from_utf8_lossy(&op)
+            )
+            .into_bytes();
+            Ok(0i32)
+        },
+    )?;
+    linker.func_wrap(
+        "wapc",
+        "__host_response",
+        |_: Caller<'_, HostState>, _ptr: i32| {},
+    )?;
+    linker.func_wrap("wapc", "__host_response_len", |_: Caller<'_, HostState>| {
+        0i32
+    })?;
+    linker.func_wrap("wapc", "__host_error_len", |c: Caller<'_, HostState>| {
+        len_i32(c.data().host_error.len())
+    })?;
+    linker.func_wrap(
+        "wapc",
+        "__host_error",
+        |mut c: Caller<'_, HostState>, ptr: i32| {
+            let data = c.data().host_error.clone();
+            write_guest(&mut c, ptr, &data)
+        },
+    )?;
+    Ok(())
+}
+
+/// The WASI functions given a real implementation.
+const WASI_PROVIDED: &[&str] = &[
+    "fd_write",
+    "environ_sizes_get",
+    "args_sizes_get",
+    "environ_get",
+    "args_get",
+    "random_get",
+    "proc_exit",
+];
+
+fn link_wasi(linker: &mut Linker<HostState>, module: &Module) -> wasmtime::Result<()> {
+    const WASI: &str = "wasi_snapshot_preview1";
+    linker.func_wrap(
+        WASI,
+        "fd_write",
+        |mut c: Caller<'_, HostState>,
+         fd: i32,
+         iovs: i32,
+         iovs_len: i32,
+         nwritten: i32|
+         -> wasmtime::Result<i32> {
+            if fd != 1 && fd != 2 {
+                return Ok(ERRNO_BADF);
+            }
+            let mut written = Vec::new();
+            for i in 0..iovs_len {
+                let iov = read_guest(&mut c, iovs + i * 8, 8)?;
+                let field = |at: usize| -> i32 {
+                    let bytes: [u8; 4] = iov
+                        .get(at..at + 4)
+                        .and_then(|b| b.try_into().ok())
+                        .unwrap_or([0; 4]);
+                    i32::from_le_bytes(bytes)
+                };
+                written.extend(read_guest(&mut c, field(0), field(4))?);
+            }
+            let count = len_i32(written.len());
+            c.data_mut()
+                .logs
+                .push(String::from_utf8_lossy(&written).into_owned());
+            write_guest(&mut c, nwritten, &count.to_le_bytes())?;
+            Ok(ERRNO_SUCCESS)
+        },
+    )?;
+    for name in ["environ_sizes_get", "args_sizes_get"] {
+        linker.func_wrap(
+            WASI,
+            name,
+            |mut c: Caller<'_, HostState>, count: i32, size: i32| {
+                write_guest(&mut c, count, &0i32.to_le_bytes())?;
+                write_guest(&mut c, size, &0i32.to_le_bytes())?;
+                Ok(ERRNO_SUCCESS)
+            },
+        )?;
+    }
+    linker.func_wrap(
+        WASI,
+        "environ_get",
+        |_: Caller<'_, HostState>, _: i32, _: i32| ERRNO_SUCCESS,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "args_get",
+        |_: Caller<'_, HostState>, _: i32, _: i32| ERRNO_SUCCESS,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "random_get",
+        |mut c: Caller<'_, HostState>, buf: i32, len: i32| {
+            // Only hash-map seeds come from here; a deterministic stream keeps runs reproducible.
+            let mut out = Vec::with_capacity(usize::try_from(len)?);
+            while out.len() < usize::try_from(len)? {
+                let state = &mut c.data_mut().random;
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                out.extend_from_slice(&state.to_le_bytes());
+            }
+            out.truncate(usize::try_from(len)?);
+            write_guest(&mut c, buf, &out)?;
+            Ok(ERRNO_SUCCESS)
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "proc_exit",
+        |_: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::msg(format!(
+                "the module exited with code {code}"
+            )))
+        },
+    )?;
+    // Anything else WASI (files, clocks, sockets) answers ENOSYS.
+    for import in module.imports() {
+        if import.module() != WASI || WASI_PROVIDED.contains(&import.name()) {
+            continue;
+        }
+        if let wasmtime::ExternType::Func(ty) = import.ty() {
+            let ty: FuncType = ty.clone();
+            let returns_errno =
+                ty.results().len() == 1 && matches!(ty.results().next(), Some(ValType::I32));
+            linker.func_new(WASI, import.name(), ty, move |_, _, results| {
+                if returns_errno && let Some(r) = results.first_mut() {
+                    *r = Val::I32(ERRNO_NOSYS);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+impl PolicyModule {
+    /// Compiles a module (once per process) and links the host functions.
+    pub fn new(wasm: &[u8]) -> anyhow::Result<Self> {
+        Self::with_deadline(wasm, DEFAULT_DEADLINE)
+    }
+
+    /// As [`PolicyModule::new`], with another evaluation deadline.
+    pub fn with_deadline(wasm: &[u8], deadline: Duration) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let module = Module::new(&engine, wasm)
+            .map_err(|e| anyhow::anyhow!("cannot compile the module: {e}"))?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        link_wapc(&mut linker).map_err(anyhow::Error::from)?;
+        link_wasi(&mut linker, &module).map_err(anyhow::Error::from)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| anyhow::anyhow!("the module's imports cannot be satisfied: {e}"))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let stop = Arc::clone(&stop_ticker);
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(TICK);
+                ticker_engine.increment_epoch();
+            }
+        });
+        let deadline_ticks = u64::try_from(deadline.as_millis() / TICK.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Ok(Self {
+            engine,
+            pre,
+            deadline_ticks,
+            stop_ticker,
+        })
+    }
+
+    /// Calls a waPC operation on a fresh instance.
+    pub fn call(&self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+        let state = HostState {
+            operation: operation.as_bytes().to_vec(),
+            payload: payload.to_vec(),
+            response: None,
+            error: None,
+            host_error: Vec::new(),
+            logs: Vec::new(),
+            limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
+            random: 0x9E37_79B9_7F4A_7C15,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let trap = |e: wasmtime::Error, store: &Store<HostState>| {
+            let deadline = e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
+            let logs = store.data().logs.join("");
+            CallError::Trap {
+                operation: operation.to_owned(),
+                message: if logs.is_empty() {
+                    format!("{e:#}")
+                } else {
+                    format!("{e:#}; module output: {}", logs.trim())
+                },
+                deadline,
+            }
+        };
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        for init in ["_initialize", "_start", "wapc_init"] {
+            if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, init) {
+                f.call(&mut store, ()).map_err(|e| trap(e, &store))?;
+            }
+        }
+        let guest_call = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
+            .map_err(|e| CallError::Instantiate(format!("not a waPC module: {e}")))?;
+        let ok = guest_call
+            .call(
+                &mut store,
+                (len_i32(operation.len()), len_i32(payload.len())),
+            )
+            .map_err(|e| trap(e, &store))?;
+        let state = store.into_data();
+        match (ok, state.response, state.error) {
+            (1, Some(response), _) => Ok(response),
+            (_, _, Some(error)) => Err(CallError::Guest {
+                operation: operation.to_owned(),
+                message: String::from_utf8_lossy(&error).into_owned(),
+            }),
+            _ => Err(CallError::Guest {
+                operation: operation.to_owned(),
+                message: "the module returned neither a response nor an error".to_owned(),
+            }),
+        }
+    }
+}

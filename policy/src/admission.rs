@@ -1,0 +1,201 @@
+//! Admission: a Kubewarden `ValidationRequest` in, a verdict out.
+//!
+//! The request is read leanly (the object is borrowed as raw JSON and read once by the
+//! evaluator), so validating costs about two passes over the object's text. The verdict is
+//! what the module returns to policy-server and what `apart check` reports, so CI and the
+//! cluster cannot disagree.
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::affinity::NamespaceFacts;
+use crate::error::ObjectError;
+use crate::evaluate::Context;
+use crate::finding::{Finding, Severity};
+use crate::policy::PolicySet;
+
+/// The audit annotation that carries the findings as JSON.
+pub const FINDINGS_ANNOTATION: &str = "apart.dev/findings";
+
+/// `request.kind`.
+#[derive(Debug, Deserialize, Default)]
+pub struct GroupVersionKind {
+    /// API group.
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Kind.
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// The parts of a Kubernetes `AdmissionRequest` apart reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest<'a> {
+    /// Request UID.
+    #[serde(default)]
+    pub uid: String,
+    /// Kind of the object.
+    #[serde(default)]
+    pub kind: GroupVersionKind,
+    /// CREATE, UPDATE, DELETE or CONNECT.
+    #[serde(default)]
+    pub operation: String,
+    /// Namespace of the request.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Subresource (`scale`, `status`, ...), if any.
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    /// The object (absent for DELETE).
+    #[serde(default, borrow)]
+    pub object: Option<&'a RawValue>,
+}
+
+/// Kubewarden's `ValidationRequest`: the admission request and the policy settings.
+#[derive(Debug, Deserialize)]
+pub struct ValidationRequest<'a> {
+    /// The admission request.
+    #[serde(borrow)]
+    pub request: AdmissionRequest<'a>,
+    /// The settings, raw (compiled once and cached by the caller).
+    #[serde(default, borrow)]
+    pub settings: Option<&'a RawValue>,
+}
+
+impl<'a> ValidationRequest<'a> {
+    /// Reads a `ValidationRequest`.
+    pub fn parse(json: &'a [u8]) -> Result<Self, ObjectError> {
+        serde_json::from_slice(json).map_err(|e| ObjectError {
+            message: format!("the validation request is not valid JSON of the expected shape: {e}"),
+        })
+    }
+}
+
+/// The outcome of an admission review.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdict {
+    /// Let the request through?
+    pub accepted: bool,
+    /// Why not (error findings), for the user.
+    pub message: Option<String>,
+    /// Warnings for the user (warning findings).
+    pub warnings: Vec<String>,
+    /// Every finding on the object as submitted (with fixes for mutate rules).
+    pub findings: Vec<Finding>,
+    /// The repaired object, when the request is accepted after mutation.
+    pub mutated_object: Option<Value>,
+}
+
+impl Verdict {
+    fn accept() -> Self {
+        Self {
+            accepted: true,
+            ..Self::default()
+        }
+    }
+
+    /// A rejection that is not about findings (unreadable input).
+    pub fn reject(message: String) -> Self {
+        Self {
+            accepted: false,
+            message: Some(message),
+            ..Self::default()
+        }
+    }
+
+    /// The findings as the audit annotation value (JSON), when there are any.
+    pub fn findings_annotation(&self) -> Option<String> {
+        (!self.findings.is_empty())
+            .then(|| serde_json::to_string(&self.findings).unwrap_or_default())
+    }
+}
+
+fn line(f: &Finding) -> String {
+    format!("[{}] {} at {}: {}", f.code, f.policy, f.path, f.message)
+}
+
+fn rejection(findings: &[&Finding], object: &crate::ObjectRef) -> String {
+    let mut out = format!(
+        "apart: {} {} on {object}:",
+        findings.len(),
+        if findings.len() == 1 {
+            "problem"
+        } else {
+            "problems"
+        }
+    );
+    for f in findings {
+        out.push('\n');
+        out.push_str(&line(f));
+    }
+    out
+}
+
+/// Reviews an admission request against a policy set.
+pub fn review(policies: &PolicySet, request: &AdmissionRequest<'_>) -> Verdict {
+    if matches!(request.operation.as_str(), "DELETE" | "CONNECT")
+        || request
+            .sub_resource
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Verdict::accept();
+    }
+    let Some(object) = request.object.filter(|o| o.get() != "null") else {
+        return Verdict::accept();
+    };
+    let facts = NamespaceFacts::default();
+    let ctx = Context {
+        default_namespace: request
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default"),
+        namespaces: &facts,
+    };
+    let evaluation = match policies.evaluate(object.get().as_bytes(), &ctx) {
+        Ok(e) => e,
+        Err(e) => return Verdict::reject(format!("apart: {e}")),
+    };
+    let warnings = |fs: &[Finding]| -> Vec<String> {
+        fs.iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .map(line)
+            .collect()
+    };
+    let mut verdict = Verdict {
+        findings: evaluation.findings.clone(),
+        ..Verdict::default()
+    };
+    let remaining = match &evaluation.mutated {
+        None => evaluation.findings,
+        Some(mutated) => {
+            let text = mutated.to_string();
+            match policies.evaluate(text.as_bytes(), &ctx) {
+                Ok(after) => after.findings,
+                Err(e) => {
+                    return Verdict::reject(format!(
+                        "apart: the repaired object cannot be read: {e}"
+                    ));
+                }
+            }
+        }
+    };
+    let errors: Vec<&Finding> = remaining
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if errors.is_empty() {
+        verdict.accepted = true;
+        verdict.mutated_object = evaluation.mutated;
+    } else {
+        verdict.message = Some(rejection(&errors, &evaluation.object));
+    }
+    verdict.warnings = warnings(&remaining);
+    verdict
+}

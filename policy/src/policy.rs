@@ -1,0 +1,539 @@
+//! `DecorrelationPolicy` documents: their schema, their checks, and the compiled form the
+//! engine evaluates.
+//!
+//! Compilation happens once per policy set (per settings payload in the module), never per
+//! object: selectors, JSONPaths and topology ranks are resolved here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{InvalidField, PolicyError};
+use crate::names;
+use crate::path::JsonPath;
+use crate::selector::{LabelSelectorSpec, Selector};
+
+/// `apiVersion` of the document.
+pub const API_VERSION: &str = "apart.dev/v1alpha1";
+/// `kind` of the document.
+pub const KIND: &str = "DecorrelationPolicy";
+/// The default failure domain.
+pub const HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// Soft or hard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Strength {
+    /// `preferredDuringSchedulingIgnoredDuringExecution`: always schedules.
+    #[default]
+    Preferred,
+    /// `requiredDuringSchedulingIgnoredDuringExecution`: never shares the domain.
+    Required,
+}
+
+/// Report, or repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Report findings; reject at admission.
+    #[default]
+    Validate,
+    /// Add or repair the affinity term.
+    Mutate,
+}
+
+/// The document as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Must be `apart.dev/v1alpha1`.
+    pub api_version: String,
+    /// Must be `DecorrelationPolicy`.
+    pub kind: String,
+    /// `name` is required.
+    pub metadata: Metadata,
+    /// The rule.
+    pub spec: PolicySpec,
+}
+
+/// Document metadata.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The policy's name, used in every finding.
+    pub name: String,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The rule as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    /// The pods the rule protects.
+    pub subject: SubjectSpec,
+    /// The peer groups to keep apart from.
+    pub apart_from: Vec<PeerSpec>,
+    /// The failure domain; `kubernetes.io/hostname` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_key: Option<String>,
+    /// `preferred` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<Strength>,
+    /// 1..100, preferred only; 100 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    /// `validate` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Affinity held inside custom resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_targets: Option<Vec<ValueTargetSpec>>,
+}
+
+/// `spec.subject`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubjectSpec {
+    /// Namespaces the subject runs in; any when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    /// Pod labels of the subject.
+    pub label_selector: Option<LabelSelectorSpec>,
+}
+
+/// One `spec.apartFrom` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeerSpec {
+    /// The peers' namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    /// The peers' namespaces, by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelectorSpec>,
+    /// The peers' pod labels.
+    pub label_selector: Option<LabelSelectorSpec>,
+}
+
+/// One `spec.valueTargets` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValueTargetSpec {
+    /// The custom resource's `apiVersion`.
+    pub api_version: String,
+    /// The custom resource's `kind`.
+    pub kind: String,
+    /// Only the object with this name, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Singular JSONPath of the affinity.
+    pub affinity_path: String,
+    /// Singular JSONPath of the rendered pods' namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_path: Option<String>,
+    /// Namespace when `namespacePath` is absent in the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_namespace: Option<String>,
+    /// Labels the rendered pods will carry.
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+/// A peer group, compiled.
+#[derive(Debug, Clone)]
+pub struct PeerGroup {
+    /// The peers' pod selector.
+    pub selector: Selector,
+    /// As written, for terms apart writes.
+    pub label_selector: LabelSelectorSpec,
+    /// Listed namespaces.
+    pub namespaces: BTreeSet<String>,
+    /// Namespaces by label, compiled and as written (`{}` when the group names none: any).
+    pub namespace_selector: Option<(Selector, LabelSelectorSpec)>,
+}
+
+impl PeerGroup {
+    /// Are the peers in every namespace?
+    pub fn any_namespace(&self) -> bool {
+        self.namespace_selector
+            .as_ref()
+            .is_some_and(|(s, _)| s.is_everything())
+    }
+
+    /// Could a pod in `namespace` with `labels` be a peer?
+    pub fn selects(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        facts: &crate::affinity::NamespaceFacts,
+    ) -> bool {
+        let in_scope = self.namespaces.contains(namespace)
+            || self
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|(s, _)| facts.selects(s, namespace));
+        in_scope && self.selector.matches_map(labels)
+    }
+
+    /// `app.kubernetes.io/part-of=flux in flux-system`.
+    pub fn describe(&self) -> String {
+        let mut scopes: Vec<String> = self.namespaces.iter().cloned().collect();
+        if let Some((s, _)) = &self.namespace_selector {
+            scopes.push(if s.is_everything() {
+                "any namespace".to_owned()
+            } else {
+                format!("namespaces selected by {}", s.describe())
+            });
+        }
+        format!("{} in {}", self.selector.describe(), scopes.join(" or "))
+    }
+}
+
+/// A value target, compiled.
+#[derive(Debug, Clone)]
+pub struct ValueTarget {
+    /// `apiVersion` to match.
+    pub api_version: String,
+    /// `kind` to match.
+    pub kind: String,
+    /// Name to match.
+    pub name: Option<String>,
+    /// Where the affinity is.
+    pub affinity_path: JsonPath,
+    /// Where the namespace is.
+    pub namespace_path: Option<JsonPath>,
+    /// Fallback namespace.
+    pub default_namespace: Option<String>,
+    /// The rendered pods' labels.
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `metadata.name`.
+    pub name: String,
+    /// Subject namespaces (`None`: any).
+    pub subject_namespaces: Option<BTreeSet<String>>,
+    /// Subject pod selector.
+    pub subject_selector: Selector,
+    /// Peer groups.
+    pub peers: Vec<PeerGroup>,
+    /// Failure domain.
+    pub topology_key: String,
+    /// Strength.
+    pub strength: Strength,
+    /// Weight (preferred rules).
+    pub weight: i64,
+    /// Action.
+    pub action: Action,
+    /// Value targets.
+    pub value_targets: Vec<ValueTarget>,
+}
+
+impl Policy {
+    /// Is a pod in `namespace` with `labels` a subject of this policy?
+    pub fn is_subject(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.subject_namespaces
+            .as_ref()
+            .is_none_or(|ns| ns.contains(namespace))
+            && self.subject_selector.matches_map(labels)
+    }
+}
+
+/// Compiles a document already read into a JSON value. Errors name the field.
+pub fn compile(value: &Value) -> Result<Policy, InvalidField> {
+    let doc: PolicyDocument = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = crate::error::serde_path(e.path());
+        let message = e.into_inner().to_string();
+        InvalidField::new(path, message)
+    })?;
+    compile_document(&doc)
+}
+
+fn at(path: &str) -> JsonPath {
+    // Paths below are written by this file and always parse.
+    JsonPath::parse(path).unwrap_or_default()
+}
+
+fn compile_selector(
+    spec: Option<&LabelSelectorSpec>,
+    path: &str,
+    what: &str,
+) -> Result<(Selector, LabelSelectorSpec), InvalidField> {
+    let Some(spec) = spec else {
+        return Err(InvalidField::new(
+            at(path),
+            format!("{what} is required (a labelSelector with matchLabels or matchExpressions)"),
+        ));
+    };
+    let selector = Selector::compile(Some(spec)).map_err(|problems| {
+        let first = problems.into_iter().next();
+        let (field, message) = first.map(|p| (p.field, p.message)).unwrap_or_default();
+        InvalidField::new(at(path).join(&field), message)
+    })?;
+    Ok((selector, spec.clone()))
+}
+
+fn compile_namespaces(
+    names_: Option<&Vec<String>>,
+    path: &str,
+) -> Result<BTreeSet<String>, InvalidField> {
+    let mut out = BTreeSet::new();
+    for (i, n) in names_.into_iter().flatten().enumerate() {
+        names::namespace(n).map_err(|m| InvalidField::new(at(path).index(i), m))?;
+        out.insert(n.clone());
+    }
+    Ok(out)
+}
+
+fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
+    if doc.api_version != API_VERSION {
+        return Err(InvalidField::new(
+            at("$.apiVersion"),
+            format!(
+                "apiVersion must be {API_VERSION}, got {:?}",
+                doc.api_version
+            ),
+        ));
+    }
+    if doc.kind != KIND {
+        return Err(InvalidField::new(
+            at("$.kind"),
+            format!("kind must be {KIND}, got {:?}", doc.kind),
+        ));
+    }
+    if doc.metadata.name.is_empty() {
+        return Err(InvalidField::new(
+            at("$.metadata.name"),
+            "metadata.name must not be empty".to_owned(),
+        ));
+    }
+    let spec = &doc.spec;
+    let (subject_selector, _) = compile_selector(
+        spec.subject.label_selector.as_ref(),
+        "$.spec.subject.labelSelector",
+        "spec.subject.labelSelector",
+    )?;
+    let subject_namespaces = match &spec.subject.namespaces {
+        None => None,
+        Some(list) => Some(compile_namespaces(Some(list), "$.spec.subject.namespaces")?),
+    };
+    if spec.apart_from.is_empty() {
+        return Err(InvalidField::new(
+            at("$.spec.apartFrom"),
+            "apartFrom is empty: list at least one peer group (labelSelector, and namespaces or namespaceSelector)".to_owned(),
+        ));
+    }
+    let mut peers = Vec::new();
+    for (i, peer) in spec.apart_from.iter().enumerate() {
+        let base = format!("$.spec.apartFrom[{i}]");
+        let (selector, label_selector) = compile_selector(
+            peer.label_selector.as_ref(),
+            &format!("{base}.labelSelector"),
+            &format!("spec.apartFrom[{i}].labelSelector"),
+        )?;
+        let namespaces =
+            compile_namespaces(peer.namespaces.as_ref(), &format!("{base}.namespaces"))?;
+        let namespace_selector = match &peer.namespace_selector {
+            Some(s) => Some(compile_selector(
+                Some(s),
+                &format!("{base}.namespaceSelector"),
+                "namespaceSelector",
+            )?),
+            None if namespaces.is_empty() => {
+                Some((Selector::everything(), LabelSelectorSpec::default()))
+            }
+            None => None,
+        };
+        peers.push(PeerGroup {
+            selector,
+            label_selector,
+            namespaces,
+            namespace_selector,
+        });
+    }
+    let topology_key = spec
+        .topology_key
+        .clone()
+        .unwrap_or_else(|| HOSTNAME.to_owned());
+    names::label_key(&topology_key).map_err(|m| InvalidField::new(at("$.spec.topologyKey"), m))?;
+    let strength = spec.strength.unwrap_or_default();
+    let weight = match (strength, spec.weight) {
+        (Strength::Required, Some(_)) => {
+            return Err(InvalidField::new(
+                at("$.spec.weight"),
+                "weight applies to preferred rules only: remove it, or set strength: preferred"
+                    .to_owned(),
+            ));
+        }
+        (_, Some(w)) if !(1..=100).contains(&w) => {
+            return Err(InvalidField::new(
+                at("$.spec.weight"),
+                format!("weight must be 1 to 100, got {w}"),
+            ));
+        }
+        (_, Some(w)) => w,
+        (_, None) => 100,
+    };
+    let mut value_targets = Vec::new();
+    for (i, t) in spec.value_targets.iter().flatten().enumerate() {
+        let base = format!("$.spec.valueTargets[{i}]");
+        let path = |field: &str, text: &str| {
+            JsonPath::parse(text)
+                .map_err(|e| InvalidField::new(at(&format!("{base}.{field}")), e.to_string()))
+        };
+        if t.api_version.is_empty() || t.kind.is_empty() {
+            return Err(InvalidField::new(
+                at(&base),
+                "apiVersion and kind must not be empty".to_owned(),
+            ));
+        }
+        let affinity_path = path("affinityPath", &t.affinity_path)?;
+        let namespace_path = t
+            .namespace_path
+            .as_deref()
+            .map(|p| path("namespacePath", p))
+            .transpose()?;
+        if let Some(ns) = &t.default_namespace {
+            names::namespace(ns)
+                .map_err(|m| InvalidField::new(at(&format!("{base}.defaultNamespace")), m))?;
+        }
+        for (k, v) in &t.pod_labels {
+            names::label_key(k)
+                .and_then(|()| names::label_value(v))
+                .map_err(|m| InvalidField::new(at(&format!("{base}.podLabels")).name(k), m))?;
+        }
+        value_targets.push(ValueTarget {
+            api_version: t.api_version.clone(),
+            kind: t.kind.clone(),
+            name: t.name.clone(),
+            affinity_path,
+            namespace_path,
+            default_namespace: t.default_namespace.clone(),
+            pod_labels: t.pod_labels.clone(),
+        });
+    }
+    Ok(Policy {
+        name: doc.metadata.name.clone(),
+        subject_namespaces,
+        subject_selector,
+        peers,
+        topology_key,
+        strength,
+        weight,
+        action: spec.action.unwrap_or_default(),
+        value_targets,
+    })
+}
+
+/// A set of compiled policies, ready to evaluate objects.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    policies: Vec<Policy>,
+    /// The documents as JSON, in order (what the module receives as settings).
+    documents: Vec<Value>,
+}
+
+/// Kubewarden settings: the policies to enforce.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// DecorrelationPolicy documents.
+    #[serde(default)]
+    pub policies: Vec<Value>,
+}
+
+impl PolicySet {
+    /// The policies.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// True when there is no policy.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Adds a document (already read as JSON). `origin` names it in errors.
+    pub fn push(&mut self, value: Value) -> Result<(), InvalidField> {
+        let policy = compile(&value)?;
+        if self.policies.iter().any(|p| p.name == policy.name) {
+            return Err(InvalidField::new(
+                at("$.metadata.name"),
+                format!(
+                    "a policy named {:?} is already defined: names must be unique",
+                    policy.name
+                ),
+            ));
+        }
+        self.policies.push(policy);
+        self.documents.push(value);
+        Ok(())
+    }
+
+    /// The Kubewarden settings that carry these policies.
+    pub fn settings(&self) -> Value {
+        serde_json::json!({ "policies": self.documents })
+    }
+
+    /// Reads Kubewarden settings (`{"policies": [DecorrelationPolicy, ...]}`).
+    pub fn from_settings(json: &[u8]) -> Result<Self, PolicyError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let settings: Settings =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| PolicyError::Settings {
+                path: crate::error::serde_path(e.path())
+                    .to_string()
+                    .replacen('$', "settings", 1),
+                message: e.into_inner().to_string(),
+            })?;
+        let mut set = Self::default();
+        for (i, doc) in settings.policies.into_iter().enumerate() {
+            set.push(doc).map_err(|e| PolicyError::Settings {
+                path: e
+                    .path
+                    .to_string()
+                    .replacen('$', &format!("settings.policies[{i}]"), 1),
+                message: e.message,
+            })?;
+        }
+        Ok(set)
+    }
+
+    /// Reads policy documents from YAML or JSON text (several per file). `origin` (a file
+    /// name) and the line of the offending field are in every error. Returns the index of
+    /// each added policy's document in the text.
+    #[cfg(feature = "yaml")]
+    pub fn parse_into(&mut self, text: &str, origin: &str) -> Result<Vec<usize>, PolicyError> {
+        let docs = crate::source::parse_documents(text).map_err(|e| PolicyError::Syntax {
+            origin: origin.to_owned(),
+            line: e.position.line,
+            column: e.position.column,
+            message: e.message,
+        })?;
+        let indexes: Vec<usize> = docs.iter().map(|d| d.index).collect();
+        for doc in docs {
+            self.push(doc.value).map_err(|e| {
+                let position =
+                    crate::source::locate_nearest(text, doc.index, &e.path).map(|s| s.start);
+                PolicyError::Invalid {
+                    origin: origin.to_owned(),
+                    line: position.map_or(doc.start.line, |p| p.line),
+                    field: e.path.to_string(),
+                    message: e.message,
+                }
+            })?;
+        }
+        if indexes.is_empty() {
+            return Err(PolicyError::Empty {
+                origin: origin.to_owned(),
+            });
+        }
+        Ok(indexes)
+    }
+}

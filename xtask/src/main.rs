@@ -1,0 +1,209 @@
+//! apart's single task runner: `cargo xtask setup | build | ci | demo`.
+//!
+//! - `setup`: the wasm targets and toolchain components the build needs.
+//! - `build`: the Kubewarden module (wasm32-wasip1, release), then the CLI with that exact
+//!   module embedded: afterwards `target/release/apart` works with no flags.
+//! - `ci`: format check, clippy (`-D warnings`, host and wasm), then every test against the
+//!   module just built. One release profile throughout, so wasmtime is compiled once.
+//! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The guest crate and where its module lands.
+const GUEST: &str = "apart-wasm";
+const WASM_TARGET: &str = "wasm32-wasip1";
+const WASM_PROFILE: &str = "wasm";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    // xtask/ is one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn module_path() -> PathBuf {
+    root()
+        .join("target")
+        .join(WASM_TARGET)
+        .join(WASM_PROFILE)
+        .join("apart_wasm.wasm")
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("\n$ {shown}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("failed ({status}): {shown}"))
+    }
+}
+
+fn setup() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let missing: Vec<&str> = [WASM_TARGET, "wasm32-unknown-unknown"]
+        .into_iter()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        run(Command::new("rustup")
+            .arg("target")
+            .arg("add")
+            .args(&missing))?;
+    }
+    let components = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let missing: Vec<&str> = ["rustfmt", "clippy"]
+        .into_iter()
+        .filter(|c| !components.lines().any(|l| l.starts_with(c)))
+        .collect();
+    if !missing.is_empty() {
+        run(Command::new("rustup")
+            .arg("component")
+            .arg("add")
+            .args(&missing))?;
+    }
+    Ok(())
+}
+
+fn build_module() -> Result {
+    run(cargo().args([
+        "build",
+        "--package",
+        GUEST,
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        WASM_PROFILE,
+    ]))?;
+    let size = std::fs::metadata(module_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!("module: {} ({size} bytes)", module_path().display());
+    Ok(())
+}
+
+/// A cargo command that embeds (and tests) the module just built.
+fn cargo_with_module() -> Command {
+    let mut cmd = cargo();
+    cmd.env("APART_WASM_MODULE", module_path());
+    cmd
+}
+
+fn build() -> Result {
+    build_module()?;
+    run(cargo_with_module().args(["build", "--release", "--package", "apart"]))?;
+    eprintln!("CLI: {}", root().join("target/release/apart").display());
+    Ok(())
+}
+
+fn ci() -> Result {
+    let started = Instant::now();
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    build()?;
+    run(cargo_with_module().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "--package",
+        GUEST,
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        WASM_PROFILE,
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo_with_module().args(["test", "--workspace", "--release"]))?;
+    eprintln!("\nci passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn demo() -> Result {
+    setup()?;
+    build()?;
+    let apart = root().join("target/release/apart");
+    let policy = "examples/seed/policy.yaml";
+    let seed = "examples/seed/cilium-helmrelease.yaml";
+    let show = |args: &[&str]| -> Result<i32> {
+        let mut cmd = Command::new(&apart);
+        cmd.current_dir(root()).args(args);
+        eprintln!("\n$ apart {}", args.join(" "));
+        let status = cmd.status().map_err(|e| format!("cannot run apart: {e}"))?;
+        let code = status.code().unwrap_or(-1);
+        eprintln!("(exit {code})");
+        Ok(code)
+    };
+    let checked = show(&["check", "-p", policy, seed, "examples/rendered"])?;
+    if checked != 1 {
+        return Err(format!(
+            "expected `apart check` to find the namespace-blind term (exit 1), got exit {checked}"
+        ));
+    }
+    show(&["fix", "-p", policy, "--diff", seed])?;
+    // The repaired manifest passes.
+    let fixed = Command::new(&apart)
+        .current_dir(root())
+        .args(["fix", "-p", policy, seed])
+        .output()
+        .map_err(|e| format!("cannot run apart fix: {e}"))?;
+    let dir = root().join("target/demo");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let fixed_path = dir.join("cilium-helmrelease.fixed.yaml");
+    std::fs::write(&fixed_path, &fixed.stdout).map_err(|e| e.to_string())?;
+    let fixed_arg = fixed_path.display().to_string();
+    let rechecked = show(&["check", "-p", policy, &fixed_arg])?;
+    if rechecked != 0 {
+        return Err(format!(
+            "the repaired manifest should pass (exit 0), got exit {rechecked}"
+        ));
+    }
+    eprintln!("\ndemo: apart found the silent no-op, repaired it, and the repair passes.");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "setup" => setup(),
+        "build" => build(),
+        "ci" => ci(),
+        "demo" => demo(),
+        _ => Err("usage: cargo xtask <setup|build|ci|demo>".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
