@@ -81,7 +81,7 @@ fn main() {
     });
     let review = |policies: &PolicySet, bytes: &[u8]| {
         let parsed = ValidationRequest::parse(black_box(bytes)).expect("request");
-        black_box(admission::review(policies, &parsed.request));
+        black_box(admission::review(policies, parsed.request, bytes));
     };
     let validate = measure(budget, || review(&mutate, &bytes));
     let rejecting_bytes = request(&violating, &validate_only);
@@ -92,7 +92,7 @@ fn main() {
     let cold = measure(budget, || {
         let parsed = ValidationRequest::parse(black_box(&bytes)).expect("request");
         let compiled = PolicySet::from_settings(black_box(&settings)).expect("settings");
-        black_box(admission::review(&compiled, &parsed.request));
+        black_box(admission::review(&compiled, parsed.request, &bytes));
         let _ = policies;
     });
     let compile = measure(budget, || {

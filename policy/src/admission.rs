@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::object::ObjectView;
+use crate::path::{JsonPath, Segment};
+
 use crate::affinity::NamespaceFacts;
 use crate::error::ObjectError;
 use crate::evaluate::Context;
@@ -51,9 +54,9 @@ pub struct AdmissionRequest<'a> {
     /// Subresource (`scale`, `status`, ...), if any.
     #[serde(default)]
     pub sub_resource: Option<String>,
-    /// The object (absent for DELETE).
+    /// The object (absent for DELETE), read leanly in the same pass as the request.
     #[serde(default, borrow)]
-    pub object: Option<&'a RawValue>,
+    pub object: Option<ObjectView<'a>>,
 }
 
 /// Kubewarden's `ValidationRequest`: the admission request and the policy settings.
@@ -68,12 +71,48 @@ pub struct ValidationRequest<'a> {
 }
 
 impl<'a> ValidationRequest<'a> {
-    /// Reads a `ValidationRequest`.
+    /// Reads a `ValidationRequest` in one pass over its text.
     pub fn parse(json: &'a [u8]) -> Result<Self, ObjectError> {
-        serde_json::from_slice(json).map_err(|e| ObjectError {
-            message: format!("the validation request is not valid JSON of the expected shape: {e}"),
+        serde_json::from_slice(json).map_err(|e| {
+            // Read again, tracking the path, only to say where the problem is.
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let located = serde_path_to_error::deserialize::<_, ValidationRequest<'_>>(&mut de).err();
+            let path = located.as_ref().map(|l| crate::error::serde_path(l.path())).unwrap_or_default();
+            let in_object = matches!(path.segments(), [Segment::Name(r), Segment::Name(o), ..] if r == "request" && o == "object");
+            if in_object {
+                let inner: Vec<Segment> = path.segments().iter().skip(2).cloned().collect();
+                let at = inner.iter().fold(JsonPath::root(), |p, s| match s {
+                    Segment::Name(n) => p.name(n),
+                    Segment::Index(i) => p.index(*i),
+                });
+                ObjectError {
+                    message: format!("cannot read the object: {at}: {}", strip_position(&e.to_string())),
+                }
+            } else {
+                ObjectError {
+                    message: format!("the validation request is not valid JSON of the expected shape: {e}"),
+                }
+            }
         })
     }
+}
+
+fn strip_position(message: &str) -> &str {
+    message
+        .find(" at line ")
+        .and_then(|i| message.get(..i))
+        .unwrap_or(message)
+}
+
+/// Only the object of a validation request, read whole (for repairs and value targets).
+#[derive(Deserialize)]
+struct WholeObject {
+    request: WholeRequest,
+}
+
+#[derive(Deserialize)]
+struct WholeRequest {
+    object: Value,
 }
 
 /// The outcome of an admission review.
@@ -136,8 +175,9 @@ fn rejection(findings: &[&Finding], object: &crate::ObjectRef) -> String {
     out
 }
 
-/// Reviews an admission request against a policy set.
-pub fn review(policies: &PolicySet, request: &AdmissionRequest<'_>) -> Verdict {
+/// Reviews an admission request against a policy set. `payload` is the request's JSON text,
+/// read again whole only when a value target or a repair needs the complete object.
+pub fn review(policies: &PolicySet, request: AdmissionRequest<'_>, payload: &[u8]) -> Verdict {
     if matches!(request.operation.as_str(), "DELETE" | "CONNECT")
         || request
             .sub_resource
@@ -146,7 +186,7 @@ pub fn review(policies: &PolicySet, request: &AdmissionRequest<'_>) -> Verdict {
     {
         return Verdict::accept();
     }
-    let Some(object) = request.object.filter(|o| o.get() != "null") else {
+    let Some(object) = request.object else {
         return Verdict::accept();
     };
     let facts = NamespaceFacts::default();
@@ -158,7 +198,14 @@ pub fn review(policies: &PolicySet, request: &AdmissionRequest<'_>) -> Verdict {
             .unwrap_or("default"),
         namespaces: &facts,
     };
-    let evaluation = match policies.evaluate(object.get().as_bytes(), &ctx) {
+    let mut whole = || -> Result<Value, ObjectError> {
+        serde_json::from_slice::<WholeObject>(payload)
+            .map(|w| w.request.object)
+            .map_err(|e| ObjectError {
+                message: format!("cannot read the object: {e}"),
+            })
+    };
+    let evaluation = match policies.evaluate_view(object, &ctx, &mut whole) {
         Ok(e) => e,
         Err(e) => return Verdict::reject(format!("apart: {e}")),
     };

@@ -355,13 +355,15 @@ fn compile_term<'a>(
             }
         }
     }
-    for key in match_keys {
-        if mismatch_keys.contains(key) {
-            report_at(
-                field("mismatchLabelKeys"),
-                format!("{key:?} is in both matchLabelKeys and mismatchLabelKeys: keep it in one"),
-            );
-        }
+    let overlap: BTreeSet<&String> = match_keys
+        .iter()
+        .filter(|k| mismatch_keys.contains(k))
+        .collect();
+    for key in overlap {
+        report_at(
+            field("mismatchLabelKeys"),
+            format!("{key:?} is in both matchLabelKeys and mismatchLabelKeys: keep it in one"),
+        );
     }
     if problems.len() > before {
         return None;
@@ -407,4 +409,90 @@ fn label_key_requirements(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn term(json: &str) -> PodAffinityTerm {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn namespace_scope_forms() {
+        let facts = NamespaceFacts::default();
+        let own = TermScope::of(&term(r#"{"topologyKey": "k"}"#), "kube-system").unwrap();
+        assert!(
+            own.own_namespace_only
+                && own.includes("kube-system", &facts)
+                && !own.includes("flux-system", &facts)
+        );
+        let all = TermScope::of(
+            &term(r#"{"topologyKey": "k", "namespaceSelector": {}}"#),
+            "a",
+        )
+        .unwrap();
+        assert!(all.is_all() && all.includes("flux-system", &facts));
+        let union = TermScope::of(
+            &term(r#"{"namespaces": ["a"], "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["flux-system"]}]}}"#),
+            "x",
+        )
+        .unwrap();
+        assert!(
+            union.includes("a", &facts)
+                && union.includes("flux-system", &facts)
+                && !union.includes("x", &facts)
+        );
+        let by_label = TermScope::of(
+            &term(r#"{"namespaceSelector": {"matchLabels": {"team": "gitops"}}}"#),
+            "x",
+        )
+        .unwrap();
+        assert!(
+            !by_label.includes("flux-system", &facts),
+            "unknown labels prove nothing"
+        );
+        let mut known = NamespaceFacts::default();
+        known.insert(
+            "flux-system",
+            BTreeMap::from([("team".to_owned(), "gitops".to_owned())]),
+        );
+        assert!(by_label.includes("flux-system", &known));
+    }
+
+    #[test]
+    fn validation_follows_the_api_server() {
+        let labels = BTreeMap::new();
+        let pod = PodFacts {
+            namespace: "ns",
+            labels: &labels,
+            controller_keys: &[],
+        };
+        let affinity: Affinity = serde_json::from_str(
+            r#"{"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 0, "podAffinityTerm": {"topologyKey": "", "labelSelector": {}}}],
+              "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "k", "matchLabelKeys": ["a", "a"], "mismatchLabelKeys": ["a"]}]}}"#,
+        )
+        .unwrap();
+        let compiled = compile(&affinity, &JsonPath::root(), &pod);
+        let paths: Vec<String> = compiled
+            .problems
+            .iter()
+            .map(|p| p.path.to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "$.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector",
+                "$.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].matchLabelKeys[1]",
+                "$.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].mismatchLabelKeys",
+                "$.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight",
+                "$.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey",
+            ]
+        );
+        assert!(compiled.anti_affinity.is_empty());
+    }
 }

@@ -14,7 +14,7 @@ use crate::affinity::{self, NamespaceFacts, PodFacts, Term};
 use crate::error::ObjectError;
 use crate::finding::{Code, Finding, ObjectRef};
 use crate::mutate::{self, Plan, Repair};
-use crate::object::{self, AffinitySlot, Origin, PodSource};
+use crate::object::{self, AffinitySlot, ObjectView, Origin, PodSource};
 use crate::policy::{Action, PeerGroup, Policy, PolicySet, Strength};
 
 /// What evaluation needs besides the object.
@@ -70,8 +70,10 @@ enum SelectorFit {
 struct Judgement<'t, 'a> {
     term: &'t Term<'a>,
     selector: SelectorFit,
-    /// Peer namespaces the term cannot see (names; or a description of the selector).
-    unseen: Vec<String>,
+    /// Listed peer namespaces the term cannot see.
+    missing_names: Vec<String>,
+    /// The peer group selects namespaces by label, and the term does not provably see them.
+    selector_unseen: bool,
     topology: Option<String>,
     strength: Option<String>,
     related: bool,
@@ -80,7 +82,7 @@ struct Judgement<'t, 'a> {
 impl Judgement<'_, '_> {
     fn defects(&self) -> usize {
         usize::from(self.selector != SelectorFit::Covers)
-            + usize::from(!self.unseen.is_empty())
+            + usize::from(self.blind())
             + usize::from(self.topology.is_some())
             + usize::from(self.strength.is_some())
     }
@@ -91,7 +93,11 @@ impl Judgement<'_, '_> {
 
     /// Separates the domain and sees the peers, whatever its strength.
     fn separates(&self) -> bool {
-        self.selector == SelectorFit::Covers && self.unseen.is_empty() && self.topology.is_none()
+        self.selector == SelectorFit::Covers && !self.blind() && self.topology.is_none()
+    }
+
+    fn blind(&self) -> bool {
+        !self.missing_names.is_empty() || self.selector_unseen
     }
 }
 
@@ -110,26 +116,19 @@ fn judge<'t, 'a>(
     } else {
         SelectorFit::Disjoint
     };
-    let mut unseen: Vec<String> = group
+    let missing_names: Vec<String> = group
         .namespaces
         .iter()
         .filter(|n| !term.scope.includes(n, facts))
         .cloned()
         .collect();
-    if let Some((ns_selector, _)) = &group.namespace_selector {
-        let seen = if ns_selector.is_everything() {
-            term.scope.is_all()
+    let selector_unseen = group.namespace_selector.as_ref().is_some_and(|(s, _)| {
+        if s.is_everything() {
+            !term.scope.is_all()
         } else {
-            term.scope.includes_selected(ns_selector, facts)
-        };
-        if !seen {
-            unseen.push(if ns_selector.is_everything() {
-                "every namespace".to_owned()
-            } else {
-                format!("the namespaces selected by {}", ns_selector.describe())
-            });
+            !term.scope.includes_selected(s, facts)
         }
-    }
+    });
     let key = term.spec.topology_key.as_str();
     let topology = topology_problem(key, &policy.topology_key, term.required());
     let strength = match (policy.strength, term.weight) {
@@ -156,7 +155,8 @@ fn judge<'t, 'a>(
     Judgement {
         term,
         selector,
-        unseen,
+        missing_names,
+        selector_unseen,
         topology,
         strength,
         related,
@@ -365,86 +365,29 @@ impl Check<'_> {
             weight: None,
         };
         let mut repairable = j.selector == SelectorFit::Covers && j.topology.is_none();
-        if !j.unseen.is_empty() {
-            let unseen = j.unseen.join(", ");
-            let (message, fixable) = if term.scope.own_namespace_only {
-                let mut names = vec![source.namespace.clone()];
-                names.extend(
-                    group
-                        .namespaces
-                        .iter()
-                        .filter(|n| **n != source.namespace)
-                        .cloned(),
-                );
-                let advice = match &group.namespace_selector {
-                    Some((_, spec)) if group.any_namespace() => {
-                        format!(
-                            "add namespaceSelector: {}",
-                            serde_json::to_string(spec).unwrap_or_default()
-                        )
-                    }
-                    Some((_, spec)) => format!(
-                        "add namespaceSelector: {} (and namespaces: [{}] to keep looking in the pod's own namespace)",
-                        serde_json::to_string(spec).unwrap_or_default(),
-                        source.namespace
-                    ),
-                    None => format!(
-                        "add namespaces: [{}] (the pod's own namespace stays in scope)",
-                        names.join(", ")
-                    ),
-                };
-                (
-                    format!(
-                        "this term selects the peers' labels ({}) but has neither namespaces nor namespaceSelector, so Kubernetes only looks for them in the pod's own namespace {}; the peers run in {unseen}, so the term never matches them (a silent no-op): {advice}",
-                        term.selector.describe(),
-                        source.namespace
-                    ),
-                    true,
-                )
-            } else {
-                let fixable =
-                    term.spec.namespace_selector.is_none() || group.namespace_selector.is_none();
-                (
-                    format!(
-                        "this term's namespace scope ({}) does not include {unseen}, where the peers run, so it never matches them there; {}",
-                        describe_scope(term),
-                        if group.namespace_selector.is_none() {
-                            format!("add {unseen} to namespaces")
-                        } else {
-                            "widen namespaceSelector to the peers' (at admission apart knows only a namespace's kubernetes.io/metadata.name label)".to_owned()
-                        }
-                    ),
-                    fixable,
-                )
-            };
-            self.finding(Code::NamespaceBlind, &term_path.name("namespaces"), message);
-            repairable &= fixable
-                && (term.spec.namespace_selector.is_none() || group.namespace_selector.is_none());
-            if term.scope.own_namespace_only {
-                repair.add_namespaces.push(source.namespace.clone());
-            }
-            repair.add_namespaces.extend(
-                group
-                    .namespaces
-                    .iter()
-                    .filter(|n| !term.scope.names.contains(*n))
-                    .cloned(),
+        if j.blind() {
+            self.finding(
+                Code::NamespaceBlind,
+                &term_path.name("namespaces"),
+                blind_message(j, source, group),
             );
-            if let Some((_, spec)) = &group.namespace_selector
-                && term.spec.namespace_selector.is_none()
-            {
-                repair.namespace_selector = Some(json!(spec));
-                if !term.scope.own_namespace_only {
-                    // Listed namespaces stay listed; the selector adds to them.
-                    repair.add_namespaces.clear();
+            let own_only = term.scope.own_namespace_only;
+            let mut adds_scope = !j.missing_names.is_empty();
+            repair.add_namespaces = j.missing_names.clone();
+            if j.selector_unseen {
+                match (&term.spec.namespace_selector, &group.namespace_selector) {
+                    (None, Some((_, spec))) => {
+                        repair.namespace_selector = Some(json!(spec));
+                        adds_scope = true;
+                    }
+                    // Two selectors cannot be merged into one term: add a new term instead.
+                    _ => repairable = false,
                 }
             }
-            if group.namespace_selector.is_some()
-                && term.scope.own_namespace_only
-                && group.any_namespace()
-            {
-                // namespaceSelector: {} already includes the pod's own namespace.
-                repair.add_namespaces.clear();
+            // Writing namespaces or a namespaceSelector ends the implicit "own namespace"
+            // scope; keep it unless the new selector is `{}` (which includes it).
+            if own_only && adds_scope && !group.any_namespace() {
+                repair.add_namespaces.insert(0, source.namespace.clone());
             }
         }
         if let Some(problem) = &j.topology {
@@ -480,6 +423,65 @@ impl Check<'_> {
     }
 }
 
+/// The `namespace-blind` message: what the term sees, where the peers are, what to add.
+fn blind_message(j: &Judgement<'_, '_>, source: &PodSource, group: &PeerGroup) -> String {
+    let term = j.term;
+    let mut unseen = j.missing_names.clone();
+    if j.selector_unseen
+        && let Some((s, _)) = &group.namespace_selector
+    {
+        unseen.push(if s.is_everything() {
+            "every namespace".to_owned()
+        } else {
+            format!("the namespaces selected by {}", s.describe())
+        });
+    }
+    let unseen = unseen.join(", ");
+    let selector_json =
+        |spec: &crate::selector::LabelSelectorSpec| serde_json::to_string(spec).unwrap_or_default();
+    let mut advice = Vec::new();
+    if !j.missing_names.is_empty() {
+        let mut names = j.missing_names.clone();
+        let mut why = "";
+        if term.scope.own_namespace_only {
+            names.insert(0, source.namespace.clone());
+            why = " (listing the pod's own namespace keeps it in scope)";
+        }
+        advice.push(format!("add namespaces: [{}]{why}", names.join(", ")));
+    }
+    if j.selector_unseen
+        && let Some((_, spec)) = &group.namespace_selector
+    {
+        if term.spec.namespace_selector.is_some() {
+            advice.push(format!(
+                "widen namespaceSelector to the peers' {} (at admission apart knows only a namespace's kubernetes.io/metadata.name label)",
+                selector_json(spec)
+            ));
+        } else {
+            advice.push(format!("add namespaceSelector: {}", selector_json(spec)));
+            if term.scope.own_namespace_only && !group.any_namespace() {
+                advice.push(format!(
+                    "namespaces: [{}] to keep the pod's own namespace in scope",
+                    source.namespace
+                ));
+            }
+        }
+    }
+    let advice = advice.join(" and ");
+    if term.scope.own_namespace_only {
+        format!(
+            "this term selects the peers' labels ({}) but has neither namespaces nor namespaceSelector, so Kubernetes only looks for them in the pod's own namespace {}; the peers run in {unseen}, so the term never matches them (a silent no-op): {advice}",
+            term.selector.describe(),
+            source.namespace
+        )
+    } else {
+        format!(
+            "this term's namespace scope ({}) does not include {unseen}, where the peers run, so it never matches them there: {advice}",
+            describe_scope(term)
+        )
+    }
+}
+
 fn describe_scope(term: &Term<'_>) -> String {
     let mut parts = Vec::new();
     if !term.scope.names.is_empty() {
@@ -494,13 +496,28 @@ fn describe_scope(term: &Term<'_>) -> String {
 impl PolicySet {
     /// Evaluates one object (its JSON text) against every policy.
     pub fn evaluate(&self, json: &[u8], ctx: &Context<'_>) -> Result<Evaluation, ObjectError> {
+        let view: ObjectView<'_> =
+            serde_json::from_slice(json).map_err(|e| object::object_error(json, e))?;
+        self.evaluate_view(view, ctx, &mut || {
+            serde_json::from_slice(json).map_err(|e| object::object_error(json, e))
+        })
+    }
+
+    /// Evaluates an object already read leanly. `whole` reads the complete object; it is
+    /// called only when a value target or a repair needs it.
+    pub fn evaluate_view(
+        &self,
+        view: ObjectView<'_>,
+        ctx: &Context<'_>,
+        whole: &mut dyn FnMut() -> Result<Value, ObjectError>,
+    ) -> Result<Evaluation, ObjectError> {
         let targets: Vec<_> = self
             .policies()
             .iter()
             .enumerate()
             .flat_map(|(i, p)| p.value_targets.iter().map(move |t| (i, t)))
             .collect();
-        let read = object::read(json, ctx.default_namespace, &targets)?;
+        let read = object::read_view(view, ctx.default_namespace, &targets, whole)?;
         let mut findings = Vec::new();
         let mut plans = Vec::new();
         for (index, policy) in self.policies().iter().enumerate() {
@@ -531,9 +548,7 @@ impl PolicySet {
         } else {
             let mut value = match read.value {
                 Some(v) => v,
-                None => serde_json::from_slice(json).map_err(|e| ObjectError {
-                    message: format!("cannot read the object: {e}"),
-                })?,
+                None => whole()?,
             };
             let mut changed = false;
             for (range, plan) in plans {
@@ -551,5 +566,30 @@ impl PolicySet {
             findings,
             mutated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_domains() {
+        let host = crate::policy::HOSTNAME;
+        let zone = "topology.kubernetes.io/zone";
+        let region = "topology.kubernetes.io/region";
+        assert_eq!(topology_problem(host, host, false), None);
+        assert_eq!(
+            topology_problem(zone, host, true),
+            None,
+            "required zone separates nodes"
+        );
+        assert_eq!(topology_problem(region, zone, true), None);
+        assert!(topology_problem(zone, host, false).is_some_and(|m| m.contains("wider")));
+        assert!(topology_problem(host, zone, true).is_some_and(|m| m.contains("narrower")));
+        assert!(
+            topology_problem("example.com/rack", host, true)
+                .is_some_and(|m| m.contains("not the rule's"))
+        );
     }
 }

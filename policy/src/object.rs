@@ -17,7 +17,7 @@ use crate::finding::ObjectRef;
 use crate::path::JsonPath;
 use crate::policy::ValueTarget;
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct MetaView {
     #[serde(default)]
@@ -30,14 +30,14 @@ struct MetaView {
     labels: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct PodSpecView<'a> {
     #[serde(default, borrow)]
     affinity: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 struct TemplateView<'a> {
     #[serde(default)]
     metadata: Option<MetaView>,
@@ -45,14 +45,14 @@ struct TemplateView<'a> {
     spec: Option<PodSpecView<'a>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 struct JobTemplateView<'a> {
     #[serde(default, borrow)]
     spec: Option<Box<SpecView<'a>>>,
 }
 
 /// Every field of every workload's `spec` apart reads (a Pod's `affinity` included).
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct SpecView<'a> {
     #[serde(default)]
@@ -67,9 +67,11 @@ struct SpecView<'a> {
     affinity: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
+/// An object read leanly: identity, labels, replica counts and affinities only. Read it
+/// with serde (it borrows the affinities from the input text); everything else is skipped.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ObjectView<'a> {
+pub struct ObjectView<'a> {
     #[serde(default)]
     api_version: Option<String>,
     #[serde(default)]
@@ -267,7 +269,7 @@ fn strip_position(message: &str) -> String {
         .to_owned()
 }
 
-fn object_error(json: &[u8], fallback: serde_json::Error) -> ObjectError {
+pub(crate) fn object_error(json: &[u8], fallback: serde_json::Error) -> ObjectError {
     let mut de = serde_json::Deserializer::from_slice(json);
     let located = serde_path_to_error::deserialize::<_, ObjectView<'_>>(&mut de).err();
     let message = match located {
@@ -281,13 +283,27 @@ fn object_error(json: &[u8], fallback: serde_json::Error) -> ObjectError {
     }
 }
 
-/// Reads an object's pod sources. `default_namespace` is used when the object names none.
+/// Reads an object's pod sources from its JSON text. `default_namespace` is used when the
+/// object names none.
 pub fn read(
     json: &[u8],
     default_namespace: &str,
     value_targets: &[(usize, &ValueTarget)],
 ) -> Result<ObjectSources, ObjectError> {
     let view: ObjectView<'_> = serde_json::from_slice(json).map_err(|e| object_error(json, e))?;
+    read_view(view, default_namespace, value_targets, &mut || {
+        serde_json::from_slice(json).map_err(|e| object_error(json, e))
+    })
+}
+
+/// Reads an object's pod sources from its lean view. `whole` reads the complete object, for
+/// the rare objects a value target names.
+pub fn read_view(
+    view: ObjectView<'_>,
+    default_namespace: &str,
+    value_targets: &[(usize, &ValueTarget)],
+    whole: &mut dyn FnMut() -> Result<Value, ObjectError>,
+) -> Result<ObjectSources, ObjectError> {
     let metadata = view.metadata.unwrap_or_default();
     let object = ObjectRef {
         api_version: view.api_version.unwrap_or_default(),
@@ -360,7 +376,7 @@ pub fn read(
         .collect();
     let mut value = None;
     if !matching.is_empty() {
-        let whole: Value = serde_json::from_slice(json).map_err(|e| object_error(json, e))?;
+        let whole: Value = whole()?;
         for (policy, target) in matching {
             let pod_namespace = target
                 .namespace_path

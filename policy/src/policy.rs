@@ -246,14 +246,15 @@ impl Policy {
     }
 }
 
-/// Compiles a document already read into a JSON value. Errors name the field.
-pub fn compile(value: &Value) -> Result<Policy, InvalidField> {
+/// Reads and compiles a document already read into a JSON value. Errors name the field.
+pub fn compile(value: &Value) -> Result<(PolicyDocument, Policy), InvalidField> {
     let doc: PolicyDocument = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = crate::error::serde_path(e.path());
         let message = e.into_inner().to_string();
         InvalidField::new(path, message)
     })?;
-    compile_document(&doc)
+    let policy = compile_document(&doc)?;
+    Ok((doc, policy))
 }
 
 fn at(path: &str) -> JsonPath {
@@ -436,8 +437,8 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     policies: Vec<Policy>,
-    /// The documents as JSON, in order (what the module receives as settings).
-    documents: Vec<Value>,
+    /// The documents, in order (what the module receives as settings).
+    documents: Vec<PolicyDocument>,
 }
 
 /// Kubewarden settings: the policies to enforce.
@@ -446,7 +447,7 @@ pub struct PolicySet {
 pub struct Settings {
     /// DecorrelationPolicy documents.
     #[serde(default)]
-    pub policies: Vec<Value>,
+    pub policies: Vec<PolicyDocument>,
 }
 
 impl PolicySet {
@@ -460,9 +461,13 @@ impl PolicySet {
         self.policies.is_empty()
     }
 
-    /// Adds a document (already read as JSON). `origin` names it in errors.
+    /// Adds a document (already read as JSON).
     pub fn push(&mut self, value: Value) -> Result<(), InvalidField> {
-        let policy = compile(&value)?;
+        let (doc, policy) = compile(&value)?;
+        self.add(doc, policy)
+    }
+
+    fn add(&mut self, doc: PolicyDocument, policy: Policy) -> Result<(), InvalidField> {
         if self.policies.iter().any(|p| p.name == policy.name) {
             return Err(InvalidField::new(
                 at("$.metadata.name"),
@@ -473,7 +478,7 @@ impl PolicySet {
             ));
         }
         self.policies.push(policy);
-        self.documents.push(value);
+        self.documents.push(doc);
         Ok(())
     }
 
@@ -482,19 +487,29 @@ impl PolicySet {
         serde_json::json!({ "policies": self.documents })
     }
 
-    /// Reads Kubewarden settings (`{"policies": [DecorrelationPolicy, ...]}`).
+    /// Reads Kubewarden settings (`{"policies": [DecorrelationPolicy, ...]}`). This runs for
+    /// every fresh module instance, so it reads straight into the typed documents.
     pub fn from_settings(json: &[u8]) -> Result<Self, PolicyError> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let settings: Settings =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| PolicyError::Settings {
-                path: crate::error::serde_path(e.path())
-                    .to_string()
-                    .replacen('$', "settings", 1),
-                message: e.into_inner().to_string(),
-            })?;
+        let settings: Settings = serde_json::from_slice(json).map_err(|_| {
+            // Read again, tracking the path, only to say where the problem is.
+            let mut de = serde_json::Deserializer::from_slice(json);
+            match serde_path_to_error::deserialize::<_, Settings>(&mut de) {
+                Err(e) => PolicyError::Settings {
+                    path: crate::error::serde_path(e.path())
+                        .to_string()
+                        .replacen('$', "settings", 1),
+                    message: e.into_inner().to_string(),
+                },
+                Ok(_) => PolicyError::Settings {
+                    path: "settings".to_owned(),
+                    message: "cannot be read".to_owned(),
+                },
+            }
+        })?;
         let mut set = Self::default();
         for (i, doc) in settings.policies.into_iter().enumerate() {
-            set.push(doc).map_err(|e| PolicyError::Settings {
+            let added = compile_document(&doc).and_then(|policy| set.add(doc, policy));
+            added.map_err(|e| PolicyError::Settings {
                 path: e
                     .path
                     .to_string()
@@ -535,5 +550,68 @@ impl PolicySet {
             });
         }
         Ok(indexes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const GOOD: &str = "apiVersion: apart.dev/v1alpha1\nkind: DecorrelationPolicy\nmetadata: {name: p}\nspec:\n  subject:\n    labelSelector: {matchLabels: {app: a}}\n  apartFrom:\n    - namespaces: [flux-system]\n      labelSelector: {matchLabels: {x: y}}\n";
+
+    fn error(text: &str) -> String {
+        PolicySet::default()
+            .parse_into(text, "p.yaml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let mut set = PolicySet::default();
+        set.parse_into(GOOD, "p.yaml").unwrap();
+        let p = &set.policies()[0];
+        assert_eq!(
+            (p.topology_key.as_str(), p.strength, p.weight, p.action),
+            (HOSTNAME, Strength::Preferred, 100, Action::Validate)
+        );
+        // Settings round-trip to the same compiled set.
+        let again = PolicySet::from_settings(set.settings().to_string().as_bytes()).unwrap();
+        assert_eq!(again.settings(), set.settings());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        assert_eq!(
+            error(&GOOD.replace("[flux-system]", "[Flux]"))
+                .split(": ")
+                .take(2)
+                .collect::<Vec<_>>(),
+            ["p.yaml:8", "$.spec.apartFrom[0].namespaces[0]"]
+        );
+        assert!(
+            error(&format!("{GOOD}  weight: 0\n"))
+                .starts_with("p.yaml:10: $.spec.weight: weight must be 1 to 100")
+        );
+        assert!(
+            error(&format!("{GOOD}  strength: required\n  weight: 5\n"))
+                .contains("weight applies to preferred rules only")
+        );
+        assert!(
+            error(&GOOD.replace("apartFrom", "apartFROM")).contains("unknown field `apartFROM`")
+        );
+        assert!(error(&format!("{GOOD}---\n{GOOD}")).contains("already defined"));
+        assert!(error(&GOOD.replace("    - namespaces: [flux-system]\n      labelSelector: {matchLabels: {x: y}}\n", "    []\n").replace("apartFrom:\n    []", "apartFrom: []")).contains("apartFrom is empty"));
+        assert!(error("").contains("no DecorrelationPolicy"));
+        let jsonpath = format!(
+            "{GOOD}  valueTargets:\n    - {{apiVersion: v1, kind: X, affinityPath: '$..affinity', podLabels: {{app: a}}}}\n"
+        );
+        assert!(
+            error(&jsonpath)
+                .contains("p.yaml:11: $.spec.valueTargets[0].affinityPath: invalid JSONPath"),
+            "{}",
+            error(&jsonpath)
+        );
     }
 }

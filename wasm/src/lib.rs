@@ -78,7 +78,7 @@ pub fn validate_payload(payload: &[u8]) -> ValidationResponse {
         Ok(request) => {
             let settings = request.settings.map_or(&b"{}"[..], |s| s.get().as_bytes());
             with_policies(settings, |compiled| match compiled {
-                Ok(policies) => admission::review(policies, &request.request),
+                Ok(policies) => admission::review(policies, request.request, payload),
                 Err(e) => Verdict::reject(format!("apart: invalid settings: {e}")),
             })
         }
