@@ -123,11 +123,15 @@ impl NamespaceFacts {
 }
 
 impl TermScope {
-    /// The scope of a term of a pod in `own_namespace`.
-    pub fn of(term: &PodAffinityTerm, own_namespace: &str) -> Result<Self, ()> {
+    /// The scope of a term of a pod in `own_namespace`; the problems of an invalid
+    /// `namespaceSelector` otherwise.
+    pub fn of(
+        term: &PodAffinityTerm,
+        own_namespace: &str,
+    ) -> Result<Self, Vec<crate::selector::SelectorProblem>> {
         let names: BTreeSet<String> = term.namespaces.iter().flatten().cloned().collect();
         let selector = match &term.namespace_selector {
-            Some(spec) => Some(Selector::compile(Some(spec)).map_err(|_| ())?),
+            Some(spec) => Some(Selector::compile(Some(spec))?),
             None => None,
         };
         if names.is_empty() && selector.is_none() {

@@ -485,7 +485,8 @@ fn blind_message(j: &Judgement<'_, '_>, source: &PodSource, group: &PeerGroup) -
 fn describe_scope(term: &Term<'_>) -> String {
     let mut parts = Vec::new();
     if !term.scope.names.is_empty() {
-        parts.push(format!("namespaces {:?}", term.scope.names));
+        let names: Vec<&str> = term.scope.names.iter().map(String::as_str).collect();
+        parts.push(format!("namespaces [{}]", names.join(", ")));
     }
     if let Some(s) = &term.scope.selector {
         parts.push(format!("namespaceSelector {}", s.describe()));

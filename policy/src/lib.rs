@@ -49,6 +49,7 @@
 
 pub mod admission;
 pub mod affinity;
+pub mod cluster;
 mod error;
 mod evaluate;
 mod finding;

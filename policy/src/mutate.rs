@@ -71,10 +71,9 @@ pub(crate) fn apply(value: &mut Value, plan: &Plan) -> Option<Vec<PatchOp>> {
                 }
                 match list.get(value) {
                     Some(Value::Array(items)) => {
-                        let mut len = items.len();
-                        for n in missing {
-                            add(value, &list.index(len), json!(n), &mut ops)?;
-                            len += 1;
+                        let start = items.len();
+                        for (at, n) in (start..).zip(missing) {
+                            add(value, &list.index(at), json!(n), &mut ops)?;
                         }
                     }
                     _ if !missing.is_empty() => add(value, &list, json!(missing), &mut ops)?,
