@@ -37,6 +37,9 @@ pub enum Diagnostic {
     /// Wrong use of the command line.
     #[error("{0}")]
     Usage(String),
+    /// A registry push or pull that failed (`apart push`, `apart pull`).
+    #[error(transparent)]
+    Registry(#[from] crate::oci::OciError),
 }
 
 impl Diagnostic {

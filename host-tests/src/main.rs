@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use apart_host::check::{self, Policies};
 use apart_host::diagnostic::Diagnostic;
 use apart_host::output::{self, Format};
+use apart_host::replay::{Replay, ReplayError};
 use apart_host::wapc::PolicyModule;
-use apart_host::{fix, manifests, module};
+use apart_host::{fix, kubewarden, manifests, module, oci, yaml_edit};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -50,6 +51,89 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// Bake policies into a copy of the Kubewarden module, annotated for policy-server.
+    ///
+    /// Writes the module, and next to it `<name>.clusteradmissionpolicy.yaml` and
+    /// `artifacthub-pkg.yml`.
+    Build {
+        /// DecorrelationPolicy file(s) to bake in.
+        #[arg(short = 'p', long = "policy", required = true, value_name = "POLICY")]
+        policies: Vec<PathBuf>,
+        /// Where to write the module.
+        #[arg(short, long, value_name = "WASM")]
+        output: PathBuf,
+        /// Bake into this module instead of the embedded one.
+        #[arg(long, value_name = "WASM")]
+        module: Option<PathBuf>,
+        /// Where the module will be pulled from, for the ClusterAdmissionPolicy.
+        #[arg(
+            long,
+            value_name = "REF",
+            default_value = "registry://ghcr.io/apart-dev/policies/apart:latest"
+        )]
+        module_ref: String,
+        /// Name of the ClusterAdmissionPolicy (and the Artifact Hub package).
+        #[arg(long, default_value = "apart")]
+        name: String,
+    },
+    /// Show a module's Kubewarden metadata and baked policies.
+    Inspect {
+        /// The module.
+        #[arg(value_name = "WASM")]
+        module: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Evaluate one AdmissionReview with a module, printing the AdmissionResponse
+    /// policy-server would return (as `kwctl run` does).
+    Run {
+        /// AdmissionReview (or AdmissionRequest) JSON/YAML file; `-` for stdin.
+        #[arg(short = 'r', long = "request-path", value_name = "FILE")]
+        request: PathBuf,
+        /// Settings (JSON/YAML); `{}` when omitted (baked policies apply).
+        #[arg(short, long, value_name = "FILE")]
+        settings: Option<PathBuf>,
+        /// The module (the embedded one when omitted).
+        #[arg(value_name = "WASM")]
+        module: Option<PathBuf>,
+        /// Answer the module's host-capability calls (Kubernetes lookups) from this session
+        /// file, as kwctl records and replays them; without it every such call is refused.
+        #[arg(long = "replay-host-capabilities-interactions", value_name = "FILE")]
+        replay: Option<PathBuf>,
+    },
+    /// Where the live cluster runs subjects and peers on one failure domain, and what each
+    /// domain's loss takes down together (exit 1 when a rule is violated).
+    Audit(apart_host::audit::AuditArgs),
+    /// What kube-scheduler's InterPodAffinity plugin decides for a pod on a cluster snapshot:
+    /// feasible nodes, why the others are not, normalized scores (exit 1 when none is feasible).
+    Simulate(apart_host::simulate::SimulateArgs),
+    /// Push a policy module to an OCI registry as kwctl does; prints the manifest digest.
+    ///
+    /// Credentials: APART_REGISTRY_USERNAME/APART_REGISTRY_PASSWORD, else the Docker config.
+    Push {
+        /// The module (.wasm).
+        #[arg(value_name = "WASM")]
+        module: PathBuf,
+        /// Where to push: registry://HOST/REPOSITORY:TAG.
+        #[arg(value_name = "REF")]
+        target: String,
+        /// Use plain HTTP even though the registry is not on this machine.
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Pull a policy module from an OCI registry, verifying its digests and media types.
+    Pull {
+        /// What to pull: registry://HOST/REPOSITORY:TAG (or @sha256:...).
+        #[arg(value_name = "REF")]
+        source: String,
+        /// Where to write the module (replaced atomically).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Use plain HTTP even though the registry is not on this machine.
+        #[arg(long)]
+        insecure_http: bool,
+    },
     /// Print the manifests repaired by the mutate rules.
     Fix {
         #[command(flatten)]
@@ -74,6 +158,108 @@ fn evaluate(
     Ok((policies, sources, outcome))
 }
 
+/// Reads one JSON or YAML document (a file, or `-` for stdin).
+fn read_document(path: &std::path::Path) -> Result<serde_json::Value, Diagnostic> {
+    let sources = manifests::read_sources(std::slice::from_ref(&path.to_path_buf()))?;
+    let src = sources
+        .first()
+        .ok_or_else(|| Diagnostic::Usage(format!("{}: nothing to read", path.display())))?;
+    let docs = apart_policy::source::parse_documents(&src.text).map_err(|e| Diagnostic::Input {
+        file: src.name.clone(),
+        line: e.position.line,
+        column: e.position.column,
+        message: e.message,
+    })?;
+    docs.into_iter()
+        .next()
+        .map(|d| d.value)
+        .ok_or_else(|| Diagnostic::Input {
+            file: src.name.clone(),
+            line: 1,
+            column: 1,
+            message: "the file holds no document".to_owned(),
+        })
+}
+
+fn read_module(path: &std::path::Path) -> Result<Vec<u8>, Diagnostic> {
+    std::fs::read(path).map_err(|e| Diagnostic::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Diagnostic> {
+    std::fs::write(path, bytes).map_err(|e| Diagnostic::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn replay_error(e: ReplayError) -> Diagnostic {
+    match e {
+        ReplayError::Io { path, message } => Diagnostic::Io { path, message },
+        ReplayError::Invalid {
+            origin,
+            line,
+            column,
+            message,
+        } => Diagnostic::Input {
+            file: origin,
+            line,
+            column,
+            message,
+        },
+    }
+}
+
+fn package(e: kubewarden::PackageError) -> Diagnostic {
+    Diagnostic::Module(e.to_string())
+}
+
+fn build(
+    policies: &[PathBuf],
+    output: &std::path::Path,
+    module_path: Option<&std::path::Path>,
+    module_ref: &str,
+    name: &str,
+) -> Result<(), Diagnostic> {
+    let policies = Policies::read(policies)?;
+    let base = module::load(module_path).map_err(Diagnostic::Module)?;
+    let baked = kubewarden::bake(&base, &policies.set).map_err(package)?;
+    // The baked module must load as policy-server loads it: with empty settings.
+    let check = PolicyModule::new(&baked).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
+    let answer = apart_host::evaluator::Evaluator::validate_settings(&check, b"{}")
+        .map_err(|e| Diagnostic::Module(e.to_string()))?;
+    if !answer.valid {
+        return Err(Diagnostic::Module(format!(
+            "the baked module refuses its own policies: {}",
+            answer.message.unwrap_or_default()
+        )));
+    }
+    write_file(output, &baked)?;
+    let metadata = kubewarden::metadata_for(&policies.set);
+    let dir = output.parent().unwrap_or(std::path::Path::new("."));
+    let stem = output
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("policy");
+    let cap = dir.join(format!("{stem}.clusteradmissionpolicy.yaml"));
+    let doc = kubewarden::cluster_admission_policy(name, module_ref, &metadata);
+    write_file(&cap, yaml_edit::to_yaml(&doc).as_bytes())?;
+    let pkg = dir.join("artifacthub-pkg.yml");
+    let doc = kubewarden::artifacthub_pkg(name, module_ref, &metadata);
+    write_file(&pkg, yaml_edit::to_yaml(&doc).as_bytes())?;
+    eprintln!(
+        "apart: wrote {} ({} bytes, {} policies baked), {} and {}",
+        output.display(),
+        baked.len(),
+        policies.set.policies().len(),
+        cap.display(),
+        pkg.display()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<u8, Diagnostic> {
     let mut stdout = std::io::stdout().lock();
     let io = |e: std::io::Error| Diagnostic::Io {
@@ -81,6 +267,76 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
         message: e.to_string(),
     };
     match cli.command {
+        Command::Build {
+            policies,
+            output,
+            module,
+            module_ref,
+            name,
+        } => {
+            build(&policies, &output, module.as_deref(), &module_ref, &name)?;
+            Ok(0)
+        }
+        Command::Inspect { module, output } => {
+            let bytes = read_module(&module)?;
+            let inspection = kubewarden::inspect(&bytes).map_err(package)?;
+            let text = match output {
+                Format::Json => {
+                    serde_json::to_string_pretty(&inspection).unwrap_or_default() + "\n"
+                }
+                Format::Text => {
+                    let as_value = serde_json::to_value(&inspection).unwrap_or_default();
+                    yaml_edit::to_yaml(&as_value)
+                }
+            };
+            stdout.write_all(text.as_bytes()).map_err(io)?;
+            Ok(0)
+        }
+        Command::Run {
+            request,
+            settings,
+            module: module_path,
+            replay,
+        } => {
+            let review = read_document(&request)?;
+            let request = apart_host::run::admission_request(review)
+                .map_err(|e| Diagnostic::Usage(format!("{}: {e}", request.display())))?;
+            let settings = match &settings {
+                Some(path) => read_document(path)?,
+                None => serde_json::json!({}),
+            };
+            let wasm = module::load(module_path.as_deref()).map_err(Diagnostic::Module)?;
+            let mut policy =
+                PolicyModule::new(&wasm).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
+            if let Some(path) = &replay {
+                policy = policy.with_replay(Replay::read(path).map_err(replay_error)?);
+            }
+            let response = apart_host::run::run(&policy, &request, &settings)
+                .map_err(|e| Diagnostic::Module(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&response).unwrap_or_default() + "\n";
+            stdout.write_all(text.as_bytes()).map_err(io)?;
+            Ok(0)
+        }
+        Command::Audit(args) => apart_host::audit::run(&args, &mut stdout),
+        Command::Simulate(args) => apart_host::simulate::run(&args, &mut stdout),
+        Command::Push {
+            module,
+            target,
+            insecure_http,
+        } => {
+            let digest = push(&module, &target, insecure_http)?;
+            writeln!(stdout, "{digest}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Pull {
+            source,
+            output,
+            insecure_http,
+        } => {
+            let digest = pull(&source, &output, insecure_http)?;
+            writeln!(stdout, "{digest}").map_err(io)?;
+            Ok(0)
+        }
         Command::Check { common, output } => {
             let (policies, _, outcome) = evaluate(&common)?;
             let text = output::render(&outcome, policies.set.policies().len(), output);
@@ -137,6 +393,46 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             Ok(u8::from(unfixed))
         }
     }
+}
+
+/// `apart push`: returns the manifest digest.
+fn push(module: &std::path::Path, target: &str, insecure_http: bool) -> Result<String, Diagnostic> {
+    let target = oci::Target::parse(target)?;
+    let bytes = std::fs::read(module).map_err(|e| Diagnostic::Io {
+        path: module.to_owned(),
+        message: e.to_string(),
+    })?;
+    let options = oci::Options {
+        credentials: oci::Credentials::from_environment(target.host())?,
+        insecure_http,
+    };
+    let pushed = oci::push(&bytes, &target, &options).map_err(|e| match e {
+        oci::OciError::NotWasm => Diagnostic::Io {
+            path: module.to_owned(),
+            message: e.to_string(),
+        },
+        e => e.into(),
+    })?;
+    eprintln!("apart: pushed {target} ({})", pushed.immutable);
+    Ok(pushed.digest)
+}
+
+/// `apart pull`: returns the manifest digest.
+fn pull(source: &str, output: &std::path::Path, insecure_http: bool) -> Result<String, Diagnostic> {
+    let source = oci::Target::parse(source)?;
+    let options = oci::Options {
+        credentials: oci::Credentials::from_environment(source.host())?,
+        insecure_http,
+    };
+    let pulled = oci::pull(&source, &options)?;
+    oci::write_atomically(output, &pulled.module)?;
+    eprintln!(
+        "apart: pulled {source} ({}) to {} ({} bytes)",
+        pulled.digest,
+        output.display(),
+        pulled.module.len()
+    );
+    Ok(pulled.digest)
 }
 
 fn main() -> ExitCode {

@@ -9,11 +9,20 @@
 //! the operation name and payload with `__guest_request`, and answers with
 //! `__guest_response` (return 1) or `__guest_error` (return 0). WASI preview 1 imports are
 //! provided minimally: no files, no environment, stderr/stdout captured as logs.
+//!
+//! Host capabilities (`__host_call`: Kubernetes lookups, OCI, crypto) are answered from
+//! recorded interactions when the module is given a [`Replay`]
+//! ([`PolicyModule::with_replay`]), as `kwctl run --replay-host-capabilities-interactions`
+//! does; any other call gets a waPC host error, as from a policy-server that does not grant
+//! the capability. The answer is held for the guest's `__host_response` (or
+//! `__host_error`) of that call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
+
+use crate::replay::{HostCall, Replay};
 
 use wasmtime::{
     Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Module, Store,
@@ -60,6 +69,9 @@ struct HostState {
     response: Option<Vec<u8>>,
     error: Option<Vec<u8>>,
     host_error: Vec<u8>,
+    host_response: Vec<u8>,
+    replay: Option<Arc<Replay>>,
+    host_calls: Vec<HostCall>,
     logs: Vec<String>,
     limits: StoreLimits,
     random: u64,
@@ -71,6 +83,7 @@ pub struct PolicyModule {
     pre: InstancePre<HostState>,
     deadline_ticks: u64,
     stop_ticker: Arc<AtomicBool>,
+    replay: Option<Arc<Replay>>,
 }
 
 impl Drop for PolicyModule {
@@ -150,38 +163,61 @@ fn link_wapc(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    // Host capabilities (Kubernetes lookups, OCI, crypto) are not offered: a guest asking
-    // for one gets a waPC host error, as from a policy-server without that capability.
+    // Host capabilities: answered from the replay when one is given, refused otherwise
+    // (a waPC host error, as from a policy-server without that capability).
     linker.func_wrap(
         "wapc",
         "__host_call",
         |mut c: Caller<'_, HostState>,
-         _bd: i32,
-         _bdl: i32,
+         bd: i32,
+         bdl: i32,
          ns: i32,
          nsl: i32,
          op: i32,
          opl: i32,
-         _p: i32,
-         _l: i32| {
-            let ns = read_guest(&mut c, ns, nsl)?;
-            let op = read_guest(&mut c, op, opl)?;
-            c.data_mut().host_error = format!(
-                "host capability {}/{} is not available in apart's host",
-                String::from_utf8_lossy(&ns),
-                String::from_utf8_lossy(&op)
-            )
-            .into_bytes();
-            Ok(0i32)
+         p: i32,
+         l: i32| {
+            let binding = String::from_utf8_lossy(&read_guest(&mut c, bd, bdl)?).into_owned();
+            let ns = String::from_utf8_lossy(&read_guest(&mut c, ns, nsl)?).into_owned();
+            let op = String::from_utf8_lossy(&read_guest(&mut c, op, opl)?).into_owned();
+            let payload = read_guest(&mut c, p, l)?;
+            let state = c.data_mut();
+            let answer = match &state.replay {
+                Some(replay) => replay.answer(&binding, &ns, &op, &payload),
+                None => Err(format!(
+                    "host capability {ns}/{op} is not available in apart's host (give recorded interactions with --replay-host-capabilities-interactions)"
+                )),
+            };
+            state
+                .host_calls
+                .push(HostCall::new(&ns, &op, &payload, answer.is_ok()));
+            // Each call's answer replaces the previous one: the guest reads it right away.
+            Ok(match answer {
+                Ok(response) => {
+                    state.host_response = response;
+                    state.host_error.clear();
+                    1i32
+                }
+                Err(message) => {
+                    state.host_response.clear();
+                    state.host_error = message.into_bytes();
+                    0i32
+                }
+            })
         },
     )?;
     linker.func_wrap(
         "wapc",
         "__host_response",
-        |_: Caller<'_, HostState>, _ptr: i32| {},
+        |mut c: Caller<'_, HostState>, ptr: i32| {
+            let data = std::mem::take(&mut c.data_mut().host_response);
+            let written = write_guest(&mut c, ptr, &data);
+            c.data_mut().host_response = data;
+            written
+        },
     )?;
-    linker.func_wrap("wapc", "__host_response_len", |_: Caller<'_, HostState>| {
-        0i32
+    linker.func_wrap("wapc", "__host_response_len", |c: Caller<'_, HostState>| {
+        len_i32(c.data().host_response.len())
     })?;
     linker.func_wrap("wapc", "__host_error_len", |c: Caller<'_, HostState>| {
         len_i32(c.data().host_error.len())
@@ -346,17 +382,39 @@ impl PolicyModule {
             pre,
             deadline_ticks,
             stop_ticker,
+            replay: None,
         })
+    }
+
+    /// Answers the guest's host-capability calls from recorded interactions (every call of
+    /// every evaluation sees the whole set). Without it, every host call is refused.
+    #[must_use]
+    pub fn with_replay(mut self, replay: Replay) -> Self {
+        self.replay = Some(Arc::new(replay));
+        self
     }
 
     /// Calls a waPC operation on a fresh instance.
     pub fn call(&self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.call_traced(operation, payload)
+            .map(|(response, _)| response)
+    }
+
+    /// As [`PolicyModule::call`], also returning the host calls the guest made, in order.
+    pub fn call_traced(
+        &self,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<(Vec<u8>, Vec<HostCall>), CallError> {
         let state = HostState {
             operation: operation.as_bytes().to_vec(),
             payload: payload.to_vec(),
             response: None,
             error: None,
             host_error: Vec::new(),
+            host_response: Vec::new(),
+            replay: self.replay.clone(),
+            host_calls: Vec::new(),
             logs: Vec::new(),
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
             random: 0x9E37_79B9_7F4A_7C15,
@@ -397,7 +455,7 @@ impl PolicyModule {
             .map_err(|e| trap(e, &store))?;
         let state = store.into_data();
         match (ok, state.response, state.error) {
-            (1, Some(response), _) => Ok(response),
+            (1, Some(response), _) => Ok((response, state.host_calls)),
             (_, _, Some(error)) => Err(CallError::Guest {
                 operation: operation.to_owned(),
                 message: String::from_utf8_lossy(&error).into_owned(),

@@ -214,7 +214,9 @@ fn corpus_agrees_natively_and_through_the_module() {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus())
         .expect("tests/cases exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
+        // Policy cases have input* files; other corpora sharing tests/cases (simulate-*,
+        // audit-*) have their own runners.
+        .filter(|p| p.is_dir() && !files(p, "input").is_empty())
         .collect();
     dirs.sort();
     let mut failures = Vec::new();
@@ -246,7 +248,8 @@ fn corpus_agrees_natively_and_through_the_module() {
     assert!(dirs.len() >= 20, "the corpus has only {} cases", dirs.len());
 }
 
-/// Every finding code and every workload kind appears somewhere in the corpus.
+/// Every finding code and every workload kind appears somewhere in the corpus (codes that
+/// need cluster context, in the context-aware cases).
 #[test]
 fn corpus_covers_every_code_and_kind() {
     let mut codes = BTreeSet::new();
@@ -264,6 +267,23 @@ fn corpus_covers_every_code_and_kind() {
         }
         for m in expected["mutated"].as_array().into_iter().flatten() {
             mutated_kinds.insert(m["object"]["kind"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    // Codes that need cluster context (co-located) come from the context-aware cases: the
+    // findings their goldens carry in the audit annotation.
+    let context_aware = corpus().join("../context-aware");
+    for entry in std::fs::read_dir(&context_aware).expect("tests/context-aware") {
+        let dir = entry.expect("entry").path();
+        let Ok(text) = std::fs::read_to_string(dir.join("expected.json")) else {
+            continue;
+        };
+        let expected: Value = serde_json::from_str(&text).expect("expected.json is JSON");
+        let annotation = expected["response"]["auditAnnotations"]["apart.dev/findings"]
+            .as_str()
+            .unwrap_or("[]");
+        let findings: Vec<Value> = serde_json::from_str(annotation).expect("findings are JSON");
+        for f in &findings {
+            codes.insert(f["code"].as_str().unwrap_or_default().to_owned());
         }
     }
     for code in apart_policy::Code::ALL {

@@ -13,6 +13,7 @@ use crate::object::ObjectView;
 use crate::path::{JsonPath, Segment};
 
 use crate::affinity::NamespaceFacts;
+use crate::colocation::{self, KubernetesHost};
 use crate::error::ObjectError;
 use crate::evaluate::Context;
 use crate::finding::{Finding, Severity};
@@ -176,8 +177,33 @@ fn rejection(findings: &[&Finding], object: &crate::ObjectRef) -> String {
 }
 
 /// Reviews an admission request against a policy set. `payload` is the request's JSON text,
-/// read again whole only when a value target or a repair needs the complete object.
+/// read again whole only when a value target or a repair needs the complete object. No
+/// cluster context: a running Pod is judged by its manifest only.
 pub fn review(policies: &PolicySet, request: AdmissionRequest<'_>, payload: &[u8]) -> Verdict {
+    review_in(policies, request, payload, None)
+}
+
+/// As [`review`]; in addition, the CREATE of a Pod already bound to a node (what the audit
+/// scanner sends for a running pod) that a policy protects is checked for co-located peers
+/// through `host` ([`colocation::check`]). When the host cannot answer (the policy was
+/// deployed without the `contextAwareResources` it needs), the check is skipped with a
+/// warning; the request is never failed for it. Every other request takes [`review`]'s path
+/// unchanged and makes no host call.
+pub fn review_with_cluster(
+    policies: &PolicySet,
+    request: AdmissionRequest<'_>,
+    payload: &[u8],
+    host: &mut dyn KubernetesHost,
+) -> Verdict {
+    review_in(policies, request, payload, Some(host))
+}
+
+fn review_in(
+    policies: &PolicySet,
+    request: AdmissionRequest<'_>,
+    payload: &[u8],
+    host: Option<&mut dyn KubernetesHost>,
+) -> Verdict {
     if matches!(request.operation.as_str(), "DELETE" | "CONNECT")
         || request
             .sub_resource
@@ -198,6 +224,12 @@ pub fn review(policies: &PolicySet, request: AdmissionRequest<'_>, payload: &[u8
             .unwrap_or("default"),
         namespaces: &facts,
     };
+    // Only a CREATE: an UPDATE of a running pod (labels, finalizers) must not be blocked for
+    // where the pod already runs; binding goes through the `binding` subresource anyway.
+    let subject = match &host {
+        Some(_) if request.operation == "CREATE" => object.bound_pod(ctx.default_namespace),
+        _ => None,
+    };
     let mut whole = || -> Result<Value, ObjectError> {
         serde_json::from_slice::<WholeObject>(payload)
             .map(|w| w.request.object)
@@ -215,11 +247,36 @@ pub fn review(policies: &PolicySet, request: AdmissionRequest<'_>, payload: &[u8
             .map(line)
             .collect()
     };
+    let mut unchecked = None;
+    let co_located = match (subject, host) {
+        (Some(subject), Some(host)) => {
+            match colocation::check(host, &subject, &evaluation.object, policies) {
+                Ok(found) => found,
+                Err(e) => {
+                    // A refused call is what a policy deployed without its context-aware
+                    // resources meets; say what to grant.
+                    let grant = match e {
+                        colocation::ContextError::Host { .. } => {
+                            " (the module needs contextAwareResources v1 Pod, v1 Node and v1 Namespace to check co-location)"
+                        }
+                        colocation::ContextError::Answer { .. } => "",
+                    };
+                    unchecked = Some(format!(
+                        "apart: co-location of Pod {}/{} on node {} not checked{grant}: {e}",
+                        subject.namespace, subject.name, subject.node
+                    ));
+                    Vec::new()
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
     let mut verdict = Verdict {
         findings: evaluation.findings.clone(),
         ..Verdict::default()
     };
-    let remaining = match &evaluation.mutated {
+    verdict.findings.extend(co_located.iter().cloned());
+    let mut remaining = match &evaluation.mutated {
         None => evaluation.findings,
         Some(mutated) => {
             let text = mutated.to_string();
@@ -233,6 +290,8 @@ pub fn review(policies: &PolicySet, request: AdmissionRequest<'_>, payload: &[u8
             }
         }
     };
+    // A repair cannot move a running pod: co-located findings remain whatever was repaired.
+    remaining.extend(co_located);
     let errors: Vec<&Finding> = remaining
         .iter()
         .filter(|f| f.severity == Severity::Error)
@@ -244,5 +303,6 @@ pub fn review(policies: &PolicySet, request: AdmissionRequest<'_>, payload: &[u8
         verdict.message = Some(rejection(&errors, &evaluation.object));
     }
     verdict.warnings = warnings(&remaining);
+    verdict.warnings.extend(unchecked);
     verdict
 }

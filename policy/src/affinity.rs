@@ -18,7 +18,8 @@ use crate::path::JsonPath;
 use crate::selector::{LabelSelectorSpec, Operator, Requirement, Selector};
 
 /// `affinity` (only the inter-pod parts are read; `nodeAffinity` is left as it is).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// Hashable so that a snapshot's replicas, which share one affinity, compile it once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Affinity {
     /// `podAffinity`.
@@ -30,7 +31,7 @@ pub struct Affinity {
 }
 
 /// `podAffinity` or `podAntiAffinity`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodAffinity {
     /// Hard terms.
@@ -42,7 +43,7 @@ pub struct PodAffinity {
 }
 
 /// A preferred term.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeightedPodAffinityTerm {
     /// 1..100.
@@ -52,7 +53,7 @@ pub struct WeightedPodAffinityTerm {
 }
 
 /// `PodAffinityTerm`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodAffinityTerm {
     /// Pods this term is about (null selects none).
@@ -100,6 +101,16 @@ impl NamespaceFacts {
     /// Records a namespace's labels (all of them: the namespace was seen).
     pub fn insert(&mut self, name: &str, labels: BTreeMap<String, String>) {
         self.labels.insert(name.to_owned(), labels);
+    }
+
+    /// The labels of namespace `name`, when the namespace was seen.
+    pub fn get(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.labels.get(name)
+    }
+
+    /// True when no namespace was seen.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
     }
 
     /// Does `selector` provably select namespace `name`? With the namespace's labels known,
@@ -211,12 +222,14 @@ impl Term<'_> {
     }
 }
 
-/// The anti-affinity terms of an affinity, valid ones compiled, invalid ones (in pod
-/// affinity too) reported.
+/// The terms of an affinity, valid ones compiled, invalid ones reported.
 #[derive(Debug, Default)]
 pub struct CompiledAffinity<'a> {
     /// Valid anti-affinity terms.
     pub anti_affinity: Vec<Term<'a>>,
+    /// Valid (pod) affinity terms: the policy checks need only anti-affinity, a placement
+    /// simulation needs both.
+    pub affinity: Vec<Term<'a>>,
     /// Every API-server validation problem.
     pub problems: Vec<AffinityProblem>,
 }
@@ -253,10 +266,12 @@ pub fn compile<'a>(
             .enumerate()
         {
             let path = required.index(i);
-            if let Some(t) = compile_term(term, path, None, None, pod, &mut out.problems)
-                && anti
-            {
-                out.anti_affinity.push(t);
+            if let Some(t) = compile_term(term, path, None, None, pod, &mut out.problems) {
+                if anti {
+                    out.anti_affinity.push(t);
+                } else {
+                    out.affinity.push(t);
+                }
             }
         }
         let preferred = group_path.name("preferredDuringSchedulingIgnoredDuringExecution");
@@ -288,10 +303,13 @@ pub fn compile<'a>(
                 &mut out.problems,
             );
             if let Some(t) = term
-                && anti
                 && weight_ok
             {
-                out.anti_affinity.push(t);
+                if anti {
+                    out.anti_affinity.push(t);
+                } else {
+                    out.affinity.push(t);
+                }
             }
         }
     }

@@ -70,6 +70,8 @@ codes! {
         "in a manifest set, no object carries pods that the peer group selects";
     InvalidAffinity = "invalid-affinity", Error,
         "the affinity itself would be rejected by the API server";
+    CoLocated = "co-located", Error,
+        "a running subject pod shares a failure domain with a peer right now (what one domain's loss takes down together)";
 }
 
 impl std::fmt::Display for Code {

@@ -49,7 +49,9 @@
 
 pub mod admission;
 pub mod affinity;
+pub mod audit;
 pub mod cluster;
+pub mod colocation;
 mod error;
 mod evaluate;
 mod finding;
@@ -60,6 +62,7 @@ pub mod path;
 mod policy;
 pub mod selector;
 mod set;
+pub mod simulate;
 #[cfg(feature = "yaml")]
 pub mod source;
 

@@ -153,7 +153,7 @@ fn ensure(root: &mut Value, path: &JsonPath, leaf: Value, ops: &mut Vec<PatchOp>
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

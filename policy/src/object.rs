@@ -65,6 +65,17 @@ struct SpecView<'a> {
     job_template: Option<JobTemplateView<'a>>,
     #[serde(default, borrow)]
     affinity: Option<&'a RawValue>,
+    /// A Pod's node, once bound (the co-location check reads it). Raw: in other kinds'
+    /// specs a field of that name may hold anything, and must not make the object unreadable.
+    #[serde(default, borrow)]
+    node_name: Option<&'a RawValue>,
+}
+
+/// A Pod's `status`, read only for bound Pods.
+#[derive(Debug, Deserialize, Default)]
+struct PodStatusView {
+    #[serde(default)]
+    phase: Option<String>,
 }
 
 /// An object read leanly: identity, labels, replica counts and affinities only. Read it
@@ -80,6 +91,42 @@ pub struct ObjectView<'a> {
     metadata: Option<MetaView>,
     #[serde(default, borrow)]
     spec: Option<SpecView<'a>>,
+    /// Raw for the same reason as `spec.nodeName`.
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
+}
+
+impl ObjectView<'_> {
+    /// The pod, when this is a `v1/Pod` bound to a node that has not terminated: what the
+    /// co-location check looks at. Other objects answer `None` after two comparisons.
+    pub fn bound_pod(&self, default_namespace: &str) -> Option<crate::colocation::Subject> {
+        if self.kind.as_deref() != Some("Pod") || self.api_version.as_deref() != Some("v1") {
+            return None;
+        }
+        let raw = self.spec.as_ref()?.node_name?;
+        let node = serde_json::from_str::<String>(raw.get())
+            .ok()
+            .filter(|n| !n.is_empty())?;
+        // A pod that has finished holds nothing a failure could take down.
+        let phase = self
+            .status
+            .and_then(|s| serde_json::from_str::<PodStatusView>(s.get()).ok())
+            .and_then(|s| s.phase);
+        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            return None;
+        }
+        let metadata = self.metadata.as_ref();
+        Some(crate::colocation::Subject {
+            name: metadata
+                .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
+                .unwrap_or_default(),
+            namespace: metadata
+                .and_then(|m| m.namespace.clone())
+                .unwrap_or_else(|| default_namespace.to_owned()),
+            labels: metadata.and_then(|m| m.labels.clone()).unwrap_or_default(),
+            node,
+        })
+    }
 }
 
 /// The affinity of a pod source.

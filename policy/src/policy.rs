@@ -555,7 +555,7 @@ impl PolicySet {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     const GOOD: &str = "apiVersion: apart.dev/v1alpha1\nkind: DecorrelationPolicy\nmetadata: {name: p}\nspec:\n  subject:\n    labelSelector: {matchLabels: {app: a}}\n  apartFrom:\n    - namespaces: [flux-system]\n      labelSelector: {matchLabels: {x: y}}\n";

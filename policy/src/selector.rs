@@ -18,7 +18,7 @@ use crate::names;
 use crate::path::JsonPath;
 
 /// A `metav1.LabelSelector` as written in a manifest or a policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorSpec {
     /// `matchLabels`: each entry is `key In [value]`.
@@ -30,7 +30,7 @@ pub struct LabelSelectorSpec {
 }
 
 /// One `matchExpressions` entry as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementSpec {
     /// The label key.

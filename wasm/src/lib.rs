@@ -1,9 +1,15 @@
 //! apart as a Kubewarden policy: the waPC guest.
 //!
 //! An adapter only: it decodes policy-server's payloads, calls the engine
-//! ([`apart_policy::admission::review`]) and encodes the answer with the Kubewarden SDK's
-//! types. Settings are `{"policies": [DecorrelationPolicy, ...]}`; they are compiled once and
-//! reused while policy-server keeps sending the same settings bytes.
+//! ([`apart_policy::admission::review_with_cluster`]) and encodes the answer with the
+//! Kubewarden SDK's types. The engine reaches the cluster (for a running Pod that a policy
+//! protects, nothing else) through [`WapcHost`], Kubewarden's `kubernetes` host capabilities.
+//! Settings are `{"policies": [DecorrelationPolicy, ...]}`; they are compiled once and reused
+//! while policy-server keeps sending the same settings bytes.
+//!
+//! Baked policies: `apart build` writes policies into a copy of this module (the
+//! [`BAKED_MAGIC`] region of its data section), so that a module deployed with `settings: {}`
+//! enforces them. Settings that carry policies replace the baked ones.
 //!
 //! Every failure is an answer (a rejection or an invalid-settings response), never a waPC
 //! error or a trap: the engine has no panicking paths, and the module is built with
@@ -14,6 +20,7 @@ use std::collections::HashMap;
 
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, FINDINGS_ANNOTATION, ValidationRequest, Verdict};
+use apart_policy::colocation::KubernetesHost;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use wapc_guest::{CallResult, register_function};
@@ -21,9 +28,12 @@ use wapc_guest::{CallResult, register_function};
 /// HTTP status policy-server puts in a rejection's `status.code`.
 const REJECTION_CODE: u16 = 400;
 
+/// Settings bytes and what they compiled to.
+type Compiled = (Vec<u8>, Result<PolicySet, String>);
+
 thread_local! {
     /// The last settings seen and what they compiled to.
-    static COMPILED: RefCell<Option<(Vec<u8>, Result<PolicySet, String>)>> = const { RefCell::new(None) };
+    static COMPILED: RefCell<Option<Compiled>> = const { RefCell::new(None) };
 }
 
 /// Compiles settings, or returns the cached result for the same bytes.
@@ -41,16 +51,69 @@ fn with_policies<T>(settings: &[u8], f: impl FnOnce(&Result<PolicySet, String>) 
     })
 }
 
+/// Marks the region `apart build` writes baked policies into: the magic, a little-endian
+/// `u32` length, then that many bytes of settings JSON (`{"policies": [...]}`).
+pub const BAKED_MAGIC: [u8; 32] = *b"apart.dev/baked-policies/v1\0\0\0\0\0";
+/// Most bytes of settings JSON a module can carry baked in.
+pub const BAKED_CAPACITY: usize = 64 * 1024;
+
+/// The baked region, as laid out in the module's data section.
+#[repr(C)]
+struct Baked {
+    magic: [u8; 32],
+    len: [u8; 4],
+    data: [u8; BAKED_CAPACITY],
+}
+
+/// Empty in the module as built; `apart build` rewrites the bytes in a copy.
+#[used]
+static BAKED: Baked = Baked {
+    magic: BAKED_MAGIC,
+    len: [0; 4],
+    data: [0; BAKED_CAPACITY],
+};
+
+/// The baked settings, if `apart build` wrote any. Volatile reads: the compiler sees an
+/// all-zero static and would otherwise fold this to "nothing baked".
+#[allow(unsafe_code)]
+fn baked_settings() -> Option<Vec<u8>> {
+    // SAFETY: reads of initialised bytes of a static, through pointers derived from it.
+    let read = |p: *const u8| unsafe { std::ptr::read_volatile(p) };
+    let len_bytes: [u8; 4] = std::array::from_fn(|i| read(BAKED.len.as_ptr().wrapping_add(i)));
+    let len = usize::try_from(u32::from_le_bytes(len_bytes)).ok()?;
+    if len == 0 || len > BAKED_CAPACITY {
+        return None;
+    }
+    Some(
+        (0..len)
+            .map(|i| read(BAKED.data.as_ptr().wrapping_add(i)))
+            .collect(),
+    )
+}
+
+/// Settings that name no policy: absent, `null`, `{}` or `{"policies": []}`.
+fn names_no_policy(settings: &[u8]) -> bool {
+    if settings.iter().all(u8::is_ascii_whitespace) || settings == b"null" {
+        return true;
+    }
+    serde_json::from_slice::<apart_policy::Settings>(settings).is_ok_and(|s| s.policies.is_empty())
+}
+
 fn compile(settings: &[u8]) -> Result<PolicySet, String> {
-    let settings = if settings.iter().all(u8::is_ascii_whitespace) || settings == b"null" {
-        &b"{}"[..]
+    let baked;
+    let settings = if names_no_policy(settings) {
+        baked = baked_settings();
+        match &baked {
+            Some(bytes) => bytes.as_slice(),
+            None => &b"{}"[..],
+        }
     } else {
         settings
     };
     let set = PolicySet::from_settings(settings).map_err(|e| e.to_string())?;
     if set.is_empty() {
         return Err(
-            "settings.policies is empty: give at least one DecorrelationPolicy document".to_owned(),
+            "settings.policies is empty and no policies are baked into this module: give at least one DecorrelationPolicy document (or bake them in with `apart build`)".to_owned(),
         );
     }
     Ok(set)
@@ -71,14 +134,38 @@ pub fn response(verdict: Verdict) -> ValidationResponse {
     }
 }
 
-/// The `validate` waPC function, as a pure function of the payload.
+/// Kubewarden's `kubernetes` host capabilities, reached with waPC `host_call`. The SDK's
+/// typed helpers need its `cluster-context` feature (k8s-openapi), which this module does not
+/// build; the engine writes the SDK's request JSON itself.
+pub struct WapcHost;
+
+impl KubernetesHost for WapcHost {
+    fn call(&mut self, operation: &str, request: &[u8]) -> Result<Vec<u8>, String> {
+        wapc_guest::host_call("kubewarden", "kubernetes", operation, request).map_err(|e| {
+            // wapc-guest wraps the host's message as "Host error: ..."; the message is what
+            // the user needs (and what a native run with the same host answers).
+            let text = e.to_string();
+            text.strip_prefix("Host error: ")
+                .map_or_else(|| text.clone(), str::to_owned)
+        })
+    }
+}
+
+/// The `validate` waPC function, as a function of the payload and the host's capabilities.
 pub fn validate_payload(payload: &[u8]) -> ValidationResponse {
+    validate_payload_with(payload, &mut WapcHost)
+}
+
+/// [`validate_payload`] with another host (recorded answers, when run natively).
+pub fn validate_payload_with(payload: &[u8], host: &mut dyn KubernetesHost) -> ValidationResponse {
     let verdict = match ValidationRequest::parse(payload) {
         Err(e) => Verdict::reject(format!("apart: {e}")),
         Ok(request) => {
             let settings = request.settings.map_or(&b"{}"[..], |s| s.get().as_bytes());
             with_policies(settings, |compiled| match compiled {
-                Ok(policies) => admission::review(policies, request.request, payload),
+                Ok(policies) => {
+                    admission::review_with_cluster(policies, request.request, payload, host)
+                }
                 Err(e) => Verdict::reject(format!("apart: invalid settings: {e}")),
             })
         }

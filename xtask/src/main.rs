@@ -1,6 +1,7 @@
 //! apart's single task runner: `cargo xtask setup | build | ci | demo`.
 //!
-//! - `setup`: the wasm targets and toolchain components the build needs.
+//! - `setup`: the wasm targets and toolchain components the build needs, and the Debian
+//!   packages the tests drive (a real OCI registry, headless Chromium).
 //! - `build`: the Kubewarden module (wasm32-wasip1, release), then the CLI with that exact
 //!   module embedded: afterwards `target/release/apart` works with no flags.
 //! - `ci`: format check, clippy (`-D warnings`, host and wasm), then every test against the
@@ -83,6 +84,53 @@ fn setup() -> Result {
             .arg("add")
             .args(&missing))?;
     }
+    debian_packages()
+}
+
+/// Debian packages the tests use: `docker-registry` (the CNCF distribution registry, for
+/// `apart push`/`pull` against a real registry) and `chromium` (renders `apart audit
+/// --output html` for a screenshot test).
+const DEBIAN_PACKAGES: &[&str] = &["docker-registry", "chromium", "fonts-liberation"];
+
+fn debian_packages() -> Result {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo = |cmd: &str| -> Command {
+        // Root (CI, containers) runs apt directly; others go through sudo.
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut c = if is_root {
+            Command::new(cmd)
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(cmd);
+            c
+        };
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(sudo("apt-get").arg("update").arg("-q"))?;
+    run(sudo("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))?;
+    // The package's own service (auth forced by its packaged config) is not what the tests
+    // use; they start their own registries on loopback with their own configs.
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", "docker-registry"])
+        .output();
     Ok(())
 }
 

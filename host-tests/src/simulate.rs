@@ -1,0 +1,298 @@
+//! `apart simulate`: what kube-scheduler's InterPodAffinity plugin decides for one pod on a
+//! cluster snapshot.
+//!
+//! The engine (`apart_policy::simulate`) decides; this module reads the inputs (the snapshot
+//! through [`crate::audit::read_cluster`], so both commands accept and refuse the same files;
+//! the pod as one YAML or JSON document), and prints the decision as a table or as the
+//! engine's JSON.
+//!
+//! Exit codes: 0 when at least one node is feasible; 1 when none is; 2 bad input
+//! ([`Diagnostic`], with file and position).
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use apart_policy::affinity::AffinityProblem;
+use apart_policy::cluster::Cluster;
+use apart_policy::simulate::{self, IncomingPod, Options, SimulateError, Simulation};
+use apart_policy::source;
+
+use crate::check::Policies;
+use crate::diagnostic::Diagnostic;
+use crate::manifests::{self, Source};
+
+/// `apart simulate --output` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulateFormat {
+    /// A table, one row per node, with why a node is ruled out.
+    Text,
+    /// `{"feasible_nodes", "scores", "raw_scores", "infeasible", "chosen_node", ...}`.
+    Json,
+}
+
+/// `apart simulate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The cluster snapshot: `kubectl get nodes,pods,namespaces -A -o json` (or YAML); - for
+    /// stdin.
+    #[arg(long, value_name = "CLUSTER")]
+    pub cluster: PathBuf,
+    /// The pod to place: a Pod manifest, or a workload whose pod template is used (its
+    /// namespace is the workload's, or `default`); - for stdin.
+    #[arg(long, value_name = "POD")]
+    pub pod: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: SimulateFormat,
+    /// The plugin's hardPodAffinityWeight: how much an existing pod's required affinity
+    /// that matches the pod adds to its node's domain (0 to 100; 0 turns it off).
+    #[arg(long, default_value_t = simulate::DEFAULT_HARD_POD_AFFINITY_WEIGHT,
+          value_parser = clap::value_parser!(i64).range(0..=100), value_name = "N")]
+    pub hard_pod_affinity_weight: i64,
+    /// The plugin's ignorePreferredTermsOfExistingPods: when the pod has no preferred terms,
+    /// do not score existing pods' preferences.
+    #[arg(long)]
+    pub ignore_preferred_terms_of_existing_pods: bool,
+    /// DecorrelationPolicy file(s): also say whether the chosen node keeps the pod apart from
+    /// its peers.
+    #[arg(short = 'p', long = "policy", value_name = "POLICY")]
+    pub policies: Vec<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// The plugin arguments.
+    pub fn options(&self) -> Options {
+        Options {
+            hard_pod_affinity_weight: self.hard_pod_affinity_weight,
+            ignore_preferred_terms_of_existing_pods: self.ignore_preferred_terms_of_existing_pods,
+        }
+    }
+}
+
+/// Runs `apart simulate`; returns the exit code (0 a node is feasible, 1 none is).
+pub fn run(args: &SimulateArgs, stdout: &mut dyn Write) -> Result<u8, Diagnostic> {
+    if args.cluster.as_os_str() == "-" && args.pod.as_os_str() == "-" {
+        return Err(Diagnostic::Usage(
+            "--cluster and --pod cannot both read standard input".to_owned(),
+        ));
+    }
+    let (_, cluster) = crate::audit::read_cluster(&args.cluster)?;
+    let pod = read_pod(&args.pod)?;
+    let policies = if args.policies.is_empty() {
+        None
+    } else {
+        Some(Policies::read(&args.policies)?)
+    };
+    let simulation = decide(&cluster, &pod, &args.options(), policies.as_ref())?;
+    let text = match args.output {
+        SimulateFormat::Json => json(&simulation),
+        SimulateFormat::Text => text(&simulation),
+    };
+    stdout
+        .write_all(text.as_bytes())
+        .map_err(|e| Diagnostic::Io {
+            path: PathBuf::from("<stdout>"),
+            message: e.to_string(),
+        })?;
+    Ok(exit_code(&simulation))
+}
+
+/// 0 when a node is feasible, 1 when none is.
+pub fn exit_code(simulation: &Simulation) -> u8 {
+    u8::from(simulation.feasible_nodes.is_empty())
+}
+
+/// The engine's decision. The engine checks the pod's terms as the API server would, so a
+/// refused term is reported at its line in the pod file.
+pub fn decide(
+    cluster: &Cluster,
+    pod: &PodInput,
+    options: &Options,
+    policies: Option<&Policies>,
+) -> Result<Simulation, Diagnostic> {
+    let set = policies.map(|p| p.set.policies());
+    simulate::simulate(cluster, &pod.pod, options, set).map_err(|e| match e {
+        SimulateError::InvalidAffinity { problems } => pod.located(&problems),
+        other => Diagnostic::Usage(other.to_string()),
+    })
+}
+
+/// The pod read from its file, with what is needed to point into it.
+#[derive(Debug)]
+pub struct PodInput {
+    /// The pod.
+    pub pod: IncomingPod,
+    source: Source,
+    document: usize,
+    start: source::Position,
+}
+
+impl PodInput {
+    fn located(&self, problems: &[AffinityProblem]) -> Diagnostic {
+        affinity_error(&self.source, self.document, self.start, problems)
+    }
+}
+
+fn input_error(source: &Source, position: source::Position, message: String) -> Diagnostic {
+    Diagnostic::Input {
+        file: source.name.clone(),
+        line: position.line.max(1),
+        column: position.column.max(1),
+        message,
+    }
+}
+
+/// Affinity problems, at the first one's line (the document's start in JSON, which has no
+/// line index).
+fn affinity_error(
+    source: &Source,
+    document: usize,
+    start: source::Position,
+    problems: &[AffinityProblem],
+) -> Diagnostic {
+    let position = problems
+        .first()
+        .and_then(|p| source::locate_nearest(&source.text, document, &p.path))
+        .map_or(start, |span| span.start);
+    let message = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    input_error(
+        source,
+        position,
+        format!("the API server would reject this pod's affinity: {message}"),
+    )
+}
+
+/// Reads POD: one document, a Pod or a workload.
+pub fn read_pod(path: &Path) -> Result<PodInput, Diagnostic> {
+    if path.is_dir() {
+        return Err(Diagnostic::Usage(format!(
+            "--pod {}: a folder; pass one file holding a Pod or a workload",
+            path.display()
+        )));
+    }
+    let source = manifests::read_sources(&[path.to_owned()])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Diagnostic::Usage(format!("--pod {}: nothing to read", path.display())))?;
+    let at = |position: source::Position, message: String| input_error(&source, position, message);
+    let docs = source::parse_documents(&source.text).map_err(|e| at(e.position, e.message))?;
+    let doc = match docs.as_slice() {
+        [doc] => doc,
+        [] => {
+            return Err(at(
+                source::Position::default(),
+                "empty: expected a Pod or a workload".to_owned(),
+            ));
+        }
+        [_, second, ..] => {
+            return Err(at(
+                second.start,
+                "a second document: --pod takes one Pod or workload".to_owned(),
+            ));
+        }
+    };
+    let (document, start) = (doc.index, doc.start);
+    let bytes = serde_json::to_vec(&doc.value).map_err(|e| at(start, e.to_string()))?;
+    match IncomingPod::from_json(&bytes) {
+        Ok(pod) => Ok(PodInput {
+            pod,
+            source,
+            document,
+            start,
+        }),
+        Err(SimulateError::InvalidAffinity { problems }) => {
+            Err(affinity_error(&source, document, start, &problems))
+        }
+        Err(e) => Err(at(start, e.to_string())),
+    }
+}
+
+/// The JSON output: the simulation as the engine serializes it, pretty, newline-terminated.
+pub fn json(simulation: &Simulation) -> String {
+    let mut text = serde_json::to_string_pretty(simulation).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// The text output: a table of every node, then the chosen node and the policies' verdicts.
+pub fn text(s: &Simulation) -> String {
+    let mut names: Vec<&String> = s.scores.keys().chain(s.infeasible.keys()).collect();
+    names.sort();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(4);
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<width$}  FEASIBLE  SCORE    RAW  WHY NOT", "NODE");
+    for name in names {
+        match (s.scores.get(name), s.infeasible.get(name)) {
+            (Some(score), _) => {
+                let raw = s.raw_scores.get(name).copied().unwrap_or_default();
+                let _ = writeln!(out, "{name:<width$}  yes       {score:>5}  {raw:>5}");
+            }
+            (None, Some(why)) => {
+                let domain = match &why.topology_value {
+                    Some(v) => format!("{}={v}", why.topology_key),
+                    None => format!("no {} label", why.topology_key),
+                };
+                let reason = serde_json::to_value(why.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{name:<width$}  no            -      -  {reason} ({domain})"
+                );
+                let _ = writeln!(out, "{:width$}    {}", "", why.message);
+                let _ = writeln!(out, "{:width$}    term: {}", "", why.term);
+            }
+            (None, None) => {}
+        }
+    }
+    match &s.chosen_node {
+        Some(node) => {
+            let best = s.scores.get(node).copied().unwrap_or_default();
+            let tied: Vec<&str> = s
+                .scores
+                .iter()
+                .filter(|(n, score)| **score == best && *n != node)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let _ = if tied.is_empty() {
+                writeln!(out, "\nchosen: {node} (score {best})")
+            } else {
+                writeln!(
+                    out,
+                    "\nchosen: {node} (score {best}, tied with {}: the first name is taken; kube-scheduler picks among ties at random, after adding other plugins' scores)",
+                    tied.join(", ")
+                )
+            };
+        }
+        None => {
+            let _ = writeln!(out, "\nno node is feasible: the pod stays Pending");
+        }
+    }
+    for p in s.policies.iter().flatten() {
+        let domain = p.domain.as_ref().map_or_else(
+            || format!("no {} label", p.topology_key),
+            |d| format!("{}={d}", p.topology_key),
+        );
+        let line = match (&p.node, p.apart) {
+            (Some(node), Some(true)) => {
+                format!("{node} keeps the pod apart from its peers ({domain} holds none)")
+            }
+            (Some(node), _) => format!(
+                "{node} does NOT keep the pod apart: {domain} also runs {}",
+                p.peers.join(", ")
+            ),
+            (None, _) => "no node to judge".to_owned(),
+        };
+        let _ = writeln!(out, "policy {}: {line}", p.policy);
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}

@@ -1,0 +1,240 @@
+//! The module driven as Kubewarden's policy-server drives it, over AdmissionReview fixtures.
+//!
+//! `tests/admission/<name>/` holds `request.json` (an AdmissionReview as the API server sends
+//! it), optional `settings.json`, and `expected.json`: the AdmissionResponse policy-server
+//! would return, with its JSONPatch decoded. The module is the built one with the seed policy
+//! baked in by `apart build`'s code, deployed with `settings: {}` unless the case gives
+//! settings. Every patch must apply cleanly to `request.object`, and the patched object must
+//! then be admitted untouched. `APART_BLESS=1` rewrites the golden files, for review.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use apart_host::check::Policies;
+use apart_host::evaluator::Evaluator;
+use apart_host::wapc::{CallError, PolicyModule};
+use apart_host::{kubewarden, run};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built_module() -> Vec<u8> {
+    let path = std::env::var_os("APART_WASM_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/wasm32-wasip1/wasm/apart_wasm.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "the built module {} is needed (run `cargo xtask build`): {e}",
+            path.display()
+        )
+    })
+}
+
+/// The built module with the seed policy baked in.
+fn baked() -> &'static [u8] {
+    static BAKED: OnceLock<Vec<u8>> = OnceLock::new();
+    BAKED.get_or_init(|| {
+        let policies = Policies::read(&[root().join("examples/seed/policy.yaml")])
+            .expect("the seed policy reads");
+        kubewarden::bake(&built_module(), &policies.set).expect("bakes")
+    })
+}
+
+fn module() -> &'static PolicyModule {
+    static MODULE: OnceLock<PolicyModule> = OnceLock::new();
+    MODULE.get_or_init(|| PolicyModule::new(baked()).expect("the baked module compiles"))
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/admission"))
+        .expect("tests/admission")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("request.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Runs one case; returns the golden document and checks the patch on the way.
+fn evaluate(dir: &Path, failures: &mut Vec<String>) -> Value {
+    let review = read_json(&dir.join("request.json"));
+    let request = run::admission_request(review).expect("an AdmissionReview");
+    let settings_path = dir.join("settings.json");
+    let settings = if settings_path.is_file() {
+        read_json(&settings_path)
+    } else {
+        json!({})
+    };
+    let response = run::run(module(), &request, &settings).expect("evaluates");
+    let patch = response.json_patch();
+    if let Some(patch) = &patch {
+        let mut object = request["object"].clone();
+        match json_patch::patch(&mut object, patch) {
+            Err(e) => failures.push(format!("{}: the patch does not apply: {e}", dir.display())),
+            Ok(()) => {
+                // The API server admits the patched object; evaluated again, it is clean.
+                let mut again = request.clone();
+                again["object"] = object;
+                let second = run::run(module(), &again, &settings).expect("evaluates");
+                if !second.allowed || second.patch.is_some() {
+                    failures.push(format!(
+                        "{}: the patched object is not admitted untouched: {second:?}",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+    }
+    let mut golden = serde_json::to_value(&response).expect("serializes");
+    if let Some(patch) = patch {
+        golden["patch"] = json!({"decoded": patch});
+    }
+    golden
+}
+
+#[test]
+fn admission_reviews_answer_as_policy_server_would() {
+    let bless = std::env::var_os("APART_BLESS").is_some();
+    let mut failures = Vec::new();
+    let dirs = cases();
+    for dir in &dirs {
+        let actual = evaluate(dir, &mut failures);
+        let mut text = serde_json::to_string_pretty(&actual).expect("json");
+        text.push('\n');
+        let golden = dir.join("expected.json");
+        if bless {
+            std::fs::write(&golden, &text).expect("write golden");
+            continue;
+        }
+        match std::fs::read_to_string(&golden) {
+            Ok(expected) if expected == text => {}
+            Ok(expected) => failures.push(format!(
+                "{} differs:\n--- expected\n{expected}\n--- actual\n{text}",
+                golden.display()
+            )),
+            Err(_) => failures.push(format!(
+                "{} is missing (run with APART_BLESS=1, then review it)",
+                golden.display()
+            )),
+        }
+    }
+    assert!(dirs.len() >= 6, "only {} admission cases", dirs.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_baked_module_is_annotated_and_enforces_its_policies_with_empty_settings() {
+    let module = module();
+    assert_eq!(
+        module.call("protocol_version", b"").expect("answers"),
+        br#""v1""#.to_vec()
+    );
+    let empty = module.validate_settings(b"{}").expect("answers");
+    assert!(empty.valid, "{:?}", empty.message);
+    // Settings with policies replace the baked ones, and are checked.
+    let bad = module
+        .validate_settings(br#"{"policies": [{"apiVersion": "apart.dev/v1alpha1"}]}"#)
+        .expect("answers");
+    assert!(!bad.valid);
+    let metadata = kubewarden::metadata(baked())
+        .expect("reads")
+        .expect("annotated");
+    assert_eq!(metadata.protocol_version, "v1");
+    assert_eq!(metadata.execution_mode, "kubewarden-wapc");
+    assert!(metadata.mutating, "the seed policy mutates");
+    let resources: Vec<&str> = metadata
+        .rules
+        .iter()
+        .flat_map(|r| r.resources.iter().map(String::as_str))
+        .collect();
+    for r in ["statefulsets", "deployments", "cronjobs", "helmreleases"] {
+        assert!(resources.contains(&r), "no rule for {r}: {resources:?}");
+    }
+    let baked_settings = kubewarden::baked_settings(baked())
+        .expect("reads")
+        .expect("baked");
+    assert_eq!(
+        baked_settings["policies"][0]["metadata"]["name"],
+        "identity-apart-from-gitops"
+    );
+    // The plain module carries no policies and refuses empty settings.
+    let plain = PolicyModule::new(&built_module()).expect("compiles");
+    assert!(!plain.validate_settings(b"{}").expect("answers").valid);
+}
+
+#[test]
+fn an_evaluation_past_its_deadline_is_interrupted_and_the_next_one_is_fresh() {
+    let module = PolicyModule::with_deadline(baked(), Duration::from_millis(10)).expect("compiles");
+    let big = "x".repeat(40 << 20);
+    let request = json!({
+        "request": {"uid": "u", "operation": "CREATE", "namespace": "kube-system",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": big}}},
+        "settings": {}
+    });
+    match module.call("validate", request.to_string().as_bytes()) {
+        Err(CallError::Trap { deadline, .. }) => assert!(deadline, "interrupted by the deadline"),
+        other => panic!("expected the deadline to interrupt the evaluation, got {other:?}"),
+    }
+    // A fresh instance per evaluation: the interrupted one leaves nothing behind.
+    let small = json!({"request": {"uid": "v", "operation": "DELETE"}, "settings": {}});
+    let answer = module
+        .validate(small.to_string().as_bytes())
+        .expect("answers");
+    assert!(answer.accepted);
+}
+
+#[test]
+fn apart_run_prints_the_admission_response() {
+    let apart = root().join("target/release/apart");
+    assert!(
+        apart.is_file(),
+        "{} is needed (run `cargo xtask build`)",
+        apart.display()
+    );
+    let dir = std::env::temp_dir().join(format!("apart-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let wasm = dir.join("seed.wasm");
+    std::fs::write(&wasm, baked()).expect("write module");
+    let case = root().join("tests/admission/create-helmrelease-mutated");
+    let out = std::process::Command::new(&apart)
+        .arg("run")
+        .arg("-r")
+        .arg(case.join("request.json"))
+        .arg(&wasm)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let mut expected = read_json(&case.join("expected.json"));
+    // The golden shows the patch decoded; the CLI prints it as the API server receives it.
+    expected["patch"] = printed["patch"].clone();
+    assert_eq!(printed, expected);
+    assert_eq!(printed["patchType"], "JSONPatch");
+    // A request file that is not an AdmissionReview is a usage error.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, br#"{"kind": "Pod"}"#).expect("write");
+    let out = std::process::Command::new(&apart)
+        .arg("run")
+        .arg("-r")
+        .arg(&bad)
+        .arg(&wasm)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AdmissionReview"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

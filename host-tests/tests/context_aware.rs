@@ -1,0 +1,290 @@
+//! The context-aware mode: running Pods checked for co-located peers through Kubewarden's
+//! `kubernetes` host capabilities, answered from recorded interactions the way
+//! `kwctl run --replay-host-capabilities-interactions` answers them.
+//!
+//! `tests/context-aware/<name>/` holds `request.json` (an AdmissionReview as the API server or
+//! the audit scanner sends it), `settings.json`, `replay.yaml` (the recorded interactions, in
+//! kwctl's session format) and `expected.json`: the AdmissionResponse policy-server would
+//! return, and every host call the module made, in order. Each case runs through the built
+//! module on wasmtime and natively (the guest's functions with the same recorded host), and
+//! both must agree exactly. Every recorded interaction must be asked for, so a fixture cannot
+//! carry answers the module no longer needs. `APART_BLESS=1` rewrites the golden files, for
+//! review.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use apart_host::evaluator::{EvalError, Evaluator, Native};
+use apart_host::replay::{HostCall, Replay, ReplayHost};
+use apart_host::wapc::PolicyModule;
+use apart_host::{kubewarden, run};
+use kubewarden_policy_sdk::response::ValidationResponse;
+use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built_module_path() -> PathBuf {
+    std::env::var_os("APART_WASM_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/wasm32-wasip1/wasm/apart_wasm.wasm"))
+}
+
+fn built_module() -> Vec<u8> {
+    let path = built_module_path();
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "the built module {} is needed (run `cargo xtask build`): {e}",
+            path.display()
+        )
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/context-aware"))
+        .expect("tests/context-aware")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("request.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The built module, recording the host calls of each `validate`.
+struct Traced<'a> {
+    module: &'a PolicyModule,
+    calls: RefCell<Vec<HostCall>>,
+}
+
+impl Evaluator for Traced<'_> {
+    fn validate_settings(&self, settings: &[u8]) -> Result<SettingsValidationResponse, EvalError> {
+        self.module.validate_settings(settings)
+    }
+
+    fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
+        let (bytes, calls) = self.module.call_traced("validate", request)?;
+        self.calls.borrow_mut().extend(calls);
+        serde_json::from_slice(&bytes).map_err(|e| EvalError::Answer {
+            operation: "validate".to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The guest's functions compiled for the host, meeting the same recorded host.
+struct NativeReplay<'a> {
+    replay: &'a Replay,
+    calls: RefCell<Vec<HostCall>>,
+}
+
+impl Evaluator for NativeReplay<'_> {
+    fn validate_settings(&self, settings: &[u8]) -> Result<SettingsValidationResponse, EvalError> {
+        Native.validate_settings(settings)
+    }
+
+    fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
+        let mut host = ReplayHost::new(self.replay);
+        let response = apart_wasm::validate_payload_with(request, &mut host);
+        self.calls.borrow_mut().extend(host.calls);
+        Ok(response)
+    }
+}
+
+/// One case through one evaluator: the golden document.
+fn golden(evaluator: &dyn Evaluator, calls: &RefCell<Vec<HostCall>>, dir: &Path) -> Value {
+    let request = run::admission_request(read_json(&dir.join("request.json"))).expect("request");
+    let settings = read_json(&dir.join("settings.json"));
+    let response = run::run(evaluator, &request, &settings).expect("evaluates");
+    json!({"response": response, "hostCalls": calls.take()})
+}
+
+#[test]
+fn running_pods_are_checked_through_recorded_host_capabilities() {
+    let bless = std::env::var_os("APART_BLESS").is_some();
+    let mut module = PolicyModule::new(&built_module()).expect("the module compiles");
+    let mut failures = Vec::new();
+    let dirs = cases();
+    for dir in &dirs {
+        let replay = Replay::read(&dir.join("replay.yaml")).expect("the replay file reads");
+        module = module.with_replay(replay.clone());
+        let wasm = Traced {
+            module: &module,
+            calls: RefCell::default(),
+        };
+        let actual = golden(&wasm, &wasm.calls, dir);
+        let native = NativeReplay {
+            replay: &replay,
+            calls: RefCell::default(),
+        };
+        let natively = golden(&native, &native.calls, dir);
+        if natively != actual {
+            failures.push(format!(
+                "{}: native and wasm disagree:\nnative: {natively:#}\nwasm: {actual:#}",
+                dir.display()
+            ));
+            continue;
+        }
+        // Every recorded interaction is asked for: none is dead weight.
+        let asked: BTreeSet<String> = actual["hostCalls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["answered"] == true)
+            .map(|c| format!("{}{}", c["call"], c["request"]))
+            .collect();
+        if asked.len() != replay.len() {
+            failures.push(format!(
+                "{}: {} interactions recorded, {} asked for",
+                dir.display(),
+                replay.len(),
+                asked.len()
+            ));
+        }
+        let mut text = serde_json::to_string_pretty(&actual).expect("json");
+        text.push('\n');
+        let path = dir.join("expected.json");
+        if bless {
+            std::fs::write(&path, &text).expect("write golden");
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(expected) if expected == text => {}
+            Ok(expected) => failures.push(format!(
+                "{} differs:\n--- expected\n{expected}\n--- actual\n{text}",
+                path.display()
+            )),
+            Err(_) => failures.push(format!(
+                "{} is missing (run with APART_BLESS=1, then review it)",
+                path.display()
+            )),
+        }
+    }
+    assert!(dirs.len() >= 5, "only {} context-aware cases", dirs.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn without_recorded_interactions_the_module_refuses_nothing_but_warns() {
+    // The plain host (no replay) answers every capability with an error, as a policy-server
+    // that does not grant it: the incident pod is then judged by its manifest only.
+    let module = PolicyModule::new(&built_module()).expect("the module compiles");
+    let dir = root().join("tests/context-aware/incident");
+    let traced = Traced {
+        module: &module,
+        calls: RefCell::default(),
+    };
+    let golden = golden(&traced, &traced.calls, &dir);
+    let warnings = golden["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("needs contextAwareResources v1 Pod, v1 Node and v1 Namespace")
+            && warnings.contains("is not available in apart's host"),
+        "{warnings}"
+    );
+    let findings = &golden["response"]["auditAnnotations"]["apart.dev/findings"];
+    assert!(!findings.to_string().contains("co-located"), "{findings}");
+    assert_eq!(golden["hostCalls"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn apart_run_replays_host_capability_interactions() {
+    let apart = env!("CARGO_BIN_EXE_apart");
+    let case = root().join("tests/context-aware/incident");
+    let out = std::process::Command::new(apart)
+        .arg("run")
+        .arg("-r")
+        .arg(case.join("request.json"))
+        .arg("--settings")
+        .arg(case.join("settings.json"))
+        .arg("--replay-host-capabilities-interactions")
+        .arg(case.join("replay.yaml"))
+        .arg(built_module_path())
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(printed, read_json(&case.join("expected.json"))["response"]);
+    assert_eq!(printed["allowed"], false);
+    // A session that is not one is a usage error with its position.
+    let dir = std::env::temp_dir().join(format!("apart-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("session.yaml");
+    std::fs::write(
+        &bad,
+        "- type: Exchange\n  request: |\n    !DNSLookupHost\n    host: example.com\n  response: {type: Error, message: no}\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(apart)
+        .arg("run")
+        .arg("-r")
+        .arg(case.join("request.json"))
+        .arg("--replay-host-capabilities-interactions")
+        .arg(&bad)
+        .arg(built_module_path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("session.yaml:3:5:")
+            && stderr.contains("request type DNSLookupHost is not replayed by apart"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_metadata_grants_every_resource_the_module_asks_for() {
+    let mut asked = BTreeSet::new();
+    for dir in cases() {
+        let expected = read_json(&dir.join("expected.json"));
+        for call in expected["hostCalls"].as_array().into_iter().flatten() {
+            let request = &call["request"];
+            asked.insert(format!(
+                "{}/{}",
+                request["api_version"].as_str().unwrap_or_default(),
+                request["kind"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        asked.contains("v1/Namespace"),
+        "a case lists namespaces: {asked:?}"
+    );
+    let policies = apart_host::check::Policies::read(&[root().join("examples/seed/policy.yaml")])
+        .expect("the seed policy reads");
+    let granted: BTreeSet<String> = kubewarden::metadata_for(&policies.set)
+        .context_aware_resources
+        .iter()
+        .map(|r| format!("{}/{}", r.api_version, r.kind))
+        .collect();
+    assert_eq!(granted, asked, "apart build's metadata");
+    // The module's own metadata (for `kwctl annotate`) says the same.
+    let text = std::fs::read_to_string(root().join("wasm/metadata.yml")).expect("metadata.yml");
+    let doc = apart_policy::source::parse_documents(&text).expect("YAML");
+    let listed: BTreeSet<String> = doc[0].value["contextAwareResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["apiVersion"].as_str().unwrap_or_default(),
+                r["kind"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(listed, asked, "wasm/metadata.yml");
+}
