@@ -945,3 +945,83 @@ fn pull_takes_kwctl_manifests_and_refuses_other_artifacts() {
         "{e}"
     );
 }
+
+/// The whole path: the seed policy baked into the built module, pushed to and pulled
+/// from a real registry, then deployed as policy-server deploys it (`settings: {}`): every
+/// object of the seed HelmRelease and the rendered manifests gets exactly the findings
+/// `apart check` reports for them with the embedded module and the policy file.
+#[test]
+fn a_baked_module_from_the_registry_decides_as_apart_check() {
+    use apart_host::check::{self, Policies};
+    use apart_host::evaluator::Evaluator;
+    use apart_host::manifests;
+    use apart_host::wapc::PolicyModule;
+
+    let policies =
+        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let plain = std::fs::read(built_module_path()).expect("the built module (cargo xtask build)");
+    let baked = kubewarden::bake(&plain, &policies.set).expect("bakes");
+    let registry = Registry::start("baked", false);
+    let target = registry.target("apart/seed:v1");
+    let pushed = oci::push(&baked, &target, &Options::default()).expect("push");
+    let pulled = oci::pull(&target, &Options::default()).expect("pull");
+    assert!(pulled.module == baked, "the pulled module differs");
+    assert_eq!(pulled.digest, pushed.digest);
+    let metadata = kubewarden::metadata(&pulled.module)
+        .expect("reads")
+        .expect("annotated");
+    assert_eq!(metadata, kubewarden::metadata_for(&policies.set));
+
+    let inputs = [
+        root().join("examples/seed/cilium-helmrelease.yaml"),
+        root().join("examples/rendered"),
+    ];
+    let sources = manifests::read_sources(&inputs).expect("manifests");
+    let objects = manifests::objects(&sources).expect("objects");
+    let reference = PolicyModule::new(&plain).expect("compiles");
+    let checked = check::run(&reference, &policies, &sources, "default").expect("check");
+    let deployed = PolicyModule::new(&pulled.module).expect("compiles");
+    assert!(deployed.validate_settings(b"{}").expect("answers").valid);
+    let mut evaluated = 0;
+    for (uid, object) in objects.iter().enumerate() {
+        let request =
+            check::validation_request(uid, &object.value, "default", &serde_json::json!({}));
+        let response = deployed
+            .validate(request.to_string().as_bytes())
+            .expect("answers");
+        let findings: Vec<Value> = response
+            .audit_annotations
+            .as_ref()
+            .and_then(|a| a.get(apart_policy::admission::FINDINGS_ANNOTATION))
+            .map(|json| serde_json::from_str(json).expect("findings JSON"))
+            .unwrap_or_default();
+        let expected: Vec<Value> = checked
+            .findings
+            .iter()
+            .filter(|f| f.manifest == Some(uid))
+            .map(|f| {
+                serde_json::json!({"code": f.code, "path": f.path, "message": f.message, "policy": f.policy})
+            })
+            .collect();
+        let got: Vec<Value> = findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({"code": f["code"], "path": f["path"], "message": f["message"], "policy": f["policy"]})
+            })
+            .collect();
+        assert_eq!(
+            got, expected,
+            "object {uid} ({:?})",
+            object.value["metadata"]["name"]
+        );
+        assert_eq!(
+            response.accepted,
+            checked.accepted.get(uid).copied().unwrap_or_default()
+        );
+        evaluated += usize::from(!expected.is_empty());
+    }
+    assert_eq!(
+        evaluated, 2,
+        "the HelmRelease and the StatefulSet both carry the namespace-blind term"
+    );
+}

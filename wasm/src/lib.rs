@@ -91,32 +91,22 @@ fn baked_settings() -> Option<Vec<u8>> {
     )
 }
 
-/// Settings that name no policy: absent, `null`, `{}` or `{"policies": []}`.
-fn names_no_policy(settings: &[u8]) -> bool {
-    if settings.iter().all(u8::is_ascii_whitespace) || settings == b"null" {
-        return true;
-    }
-    serde_json::from_slice::<apart_policy::Settings>(settings).is_ok_and(|s| s.policies.is_empty())
-}
-
+/// Compiles the settings; settings that name no policy (absent, `null`, `{}`, `{"policies":
+/// []}`) stand for the baked policies. The settings are read once either way.
 fn compile(settings: &[u8]) -> Result<PolicySet, String> {
-    let baked;
-    let settings = if names_no_policy(settings) {
-        baked = baked_settings();
-        match &baked {
-            Some(bytes) => bytes.as_slice(),
-            None => &b"{}"[..],
-        }
-    } else {
-        settings
-    };
-    let set = PolicySet::from_settings(settings).map_err(|e| e.to_string())?;
-    if set.is_empty() {
-        return Err(
-            "settings.policies is empty and no policies are baked into this module: give at least one DecorrelationPolicy document (or bake them in with `apart build`)".to_owned(),
-        );
+    let blank = settings.iter().all(u8::is_ascii_whitespace) || settings == b"null";
+    let given = if blank { &b"{}"[..] } else { settings };
+    let set = PolicySet::from_settings(given).map_err(|e| e.to_string())?;
+    if !set.is_empty() {
+        return Ok(set);
     }
-    Ok(set)
+    match baked_settings() {
+        Some(bytes) => PolicySet::from_settings(&bytes)
+            .map_err(|e| format!("the baked policies cannot be read: {e}")),
+        None => Err(
+            "settings.policies is empty and no policies are baked into this module: give at least one DecorrelationPolicy document (or bake them in with `apart build`)".to_owned(),
+        ),
+    }
 }
 
 /// Encodes a verdict as Kubewarden's `ValidationResponse`.
