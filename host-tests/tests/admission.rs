@@ -7,7 +7,9 @@
 //! settings. Every patch must apply cleanly to `request.object`, and the patched object must
 //! then be admitted untouched. `APART_BLESS=1` rewrites the golden files, for review.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,22 +18,10 @@ use apart_host::evaluator::Evaluator;
 use apart_host::wapc::{CallError, PolicyModule};
 use apart_host::{kubewarden, run};
 use serde_json::{Value, json};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn built_module() -> Vec<u8> {
-    let path = std::env::var_os("APART_WASM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/wasm32-wasip1/wasm/apart_wasm.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "the built module {} is needed (run `cargo xtask build`): {e}",
-            path.display()
-        )
-    })
-}
+use support::{
+    apart, assert_no_failures, built_module, case_dirs, check_json_golden, read_json, root,
+    run_program,
+};
 
 /// The built module with the seed policy baked in.
 fn baked() -> &'static [u8] {
@@ -46,21 +36,6 @@ fn baked() -> &'static [u8] {
 fn module() -> &'static PolicyModule {
     static MODULE: OnceLock<PolicyModule> = OnceLock::new();
     MODULE.get_or_init(|| PolicyModule::new(baked()).expect("the baked module compiles"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn cases() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/admission"))
-        .expect("tests/admission")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("request.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
 }
 
 /// Runs one case; returns the golden document and checks the patch on the way.
@@ -102,32 +77,14 @@ fn evaluate(dir: &Path, failures: &mut Vec<String>) -> Value {
 
 #[test]
 fn admission_reviews_answer_as_policy_server_would() {
-    let bless = std::env::var_os("APART_BLESS").is_some();
     let mut failures = Vec::new();
-    let dirs = cases();
+    let dirs = case_dirs("admission", |p| p.join("request.json").is_file());
     for dir in &dirs {
         let actual = evaluate(dir, &mut failures);
-        let mut text = serde_json::to_string_pretty(&actual).expect("json");
-        text.push('\n');
-        let golden = dir.join("expected.json");
-        if bless {
-            std::fs::write(&golden, &text).expect("write golden");
-            continue;
-        }
-        match std::fs::read_to_string(&golden) {
-            Ok(expected) if expected == text => {}
-            Ok(expected) => failures.push(format!(
-                "{} differs:\n--- expected\n{expected}\n--- actual\n{text}",
-                golden.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{} is missing (run with APART_BLESS=1, then review it)",
-                golden.display()
-            )),
-        }
+        check_json_golden(&dir.join("expected.json"), &actual, &mut failures);
     }
     assert!(dirs.len() >= 6, "only {} admission cases", dirs.len());
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -194,24 +151,18 @@ fn an_evaluation_past_its_deadline_is_interrupted_and_the_next_one_is_fresh() {
 
 #[test]
 fn apart_run_prints_the_admission_response() {
-    let apart = root().join("target/release/apart");
-    assert!(
-        apart.is_file(),
-        "{} is needed (run `cargo xtask build`)",
-        apart.display()
-    );
+    let apart = apart();
     let dir = std::env::temp_dir().join(format!("apart-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let wasm = dir.join("seed.wasm");
     std::fs::write(&wasm, baked()).expect("write module");
     let case = root().join("tests/admission/create-helmrelease-mutated");
-    let out = std::process::Command::new(&apart)
-        .arg("run")
-        .arg("-r")
-        .arg(case.join("request.json"))
-        .arg(&wasm)
-        .output()
-        .expect("runs");
+    let request = case.join("request.json");
+    let out = run_program(
+        &apart,
+        &[Path::new("run"), Path::new("-r"), &request, &wasm],
+        None,
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -227,13 +178,11 @@ fn apart_run_prints_the_admission_response() {
     // A request file that is not an AdmissionReview is a usage error.
     let bad = dir.join("bad.json");
     std::fs::write(&bad, br#"{"kind": "Pod"}"#).expect("write");
-    let out = std::process::Command::new(&apart)
-        .arg("run")
-        .arg("-r")
-        .arg(&bad)
-        .arg(&wasm)
-        .output()
-        .expect("runs");
+    let out = run_program(
+        &apart,
+        &[Path::new("run"), Path::new("-r"), &bad, &wasm],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AdmissionReview"));
     let _ = std::fs::remove_dir_all(&dir);

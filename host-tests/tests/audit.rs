@@ -3,50 +3,14 @@
 //! output, or `{"error", "exit"}` for bad input) and `expected-audit.txt` (the text output).
 //! `APART_BLESS=1` rewrites the goldens from the code's output, for review.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use apart_host::audit::{self, AuditFormat};
 use apart_host::check::Policies;
 use serde_json::{Value, json};
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases")
-}
-
-fn bless() -> bool {
-    std::env::var_os("APART_BLESS").is_some()
-}
-
-fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("case folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with(prefix)
-                && [".yaml", ".yml", ".json"]
-                    .iter()
-                    .any(|ext| name.ends_with(ext))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn audit_cases() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .expect("tests/cases exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("audit-"))
-        })
-        .collect();
-    dirs.sort();
-    dirs
-}
+use support::{assert_no_failures, case_dirs, check_golden, corpus, files, named, root, run_cli};
 
 /// The JSON and text outputs of a case, names relative to its folder.
 fn run_case(dir: &Path) -> (String, Option<String>) {
@@ -81,27 +45,9 @@ fn run_case(dir: &Path) -> (String, Option<String>) {
     )
 }
 
-fn check_golden(path: &Path, actual: &str, failures: &mut Vec<String>) {
-    if bless() {
-        std::fs::write(path, actual).expect("write golden");
-        return;
-    }
-    match std::fs::read_to_string(path) {
-        Ok(expected) if expected == actual => {}
-        Ok(expected) => failures.push(format!(
-            "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display()
-        )),
-        Err(_) => failures.push(format!(
-            "{} is missing (run with APART_BLESS=1, then review it)",
-            path.display()
-        )),
-    }
-}
-
 #[test]
 fn audit_cases_match_their_goldens() {
-    let dirs = audit_cases();
+    let dirs = case_dirs("cases", named("audit-"));
     let mut failures = Vec::new();
     for dir in &dirs {
         let (json_out, text_out) = run_case(dir);
@@ -116,12 +62,7 @@ fn audit_cases_match_their_goldens() {
             None => {}
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert_no_failures(&failures);
     assert!(dirs.len() >= 8, "only {} audit cases", dirs.len());
 }
 
@@ -219,39 +160,13 @@ fn audit_cases_say_what_they_are_for() {
 
 // The built binary: exit codes, formats, `-o FILE`.
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn apart(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apart"))
-        .current_dir(root())
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("apart runs");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        let _ = pipe.write_all(input);
-    }
-    child.wait_with_output().expect("apart finishes")
-}
-
 const SEED_POLICY: &str = "examples/seed/policy.yaml";
 const INCIDENT: &str = "examples/incident/cluster.json";
 
 #[test]
 fn cli_audit_exit_codes_and_outputs() {
     // The bundled incident: exit 1, both pods named.
-    let out = apart(&["audit", "-p", SEED_POLICY, "--cluster", INCIDENT], None);
+    let out = run_cli(&["audit", "-p", SEED_POLICY, "--cluster", INCIDENT], None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -261,7 +176,7 @@ fn cli_audit_exit_codes_and_outputs() {
         "{text}"
     );
 
-    let out = apart(
+    let out = run_cli(
         &[
             "audit",
             "-p",
@@ -284,7 +199,7 @@ fn cli_audit_exit_codes_and_outputs() {
     assert_eq!(report["blastRadius"][0]["domain"], "worker-2");
 
     // A clean cluster: exit 0.
-    let out = apart(
+    let out = run_cli(
         &[
             "audit",
             "-p",
@@ -302,7 +217,7 @@ fn cli_audit_exit_codes_and_outputs() {
     );
 
     // Bad input: exit 2 with file and position.
-    let out = apart(
+    let out = run_cli(
         &[
             "audit",
             "-p",
@@ -319,7 +234,7 @@ fn cli_audit_exit_codes_and_outputs() {
         "{err}"
     );
     // Malformed JSON from stdin.
-    let out = apart(
+    let out = run_cli(
         &["audit", "-p", SEED_POLICY, "--cluster", "-"],
         Some(b"{\"kind\": \"List\",\n \"items\": [}"),
     );
@@ -327,7 +242,7 @@ fn cli_audit_exit_codes_and_outputs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("<stdin>:2:"), "{err}");
     // Pods without nodes would judge nothing: refused.
-    let out = apart(
+    let out = run_cli(
         &["audit", "-p", SEED_POLICY, "--cluster", "-"],
         Some(b"kind: PodList\nitems:\n  - metadata: {name: p}\n    spec: {nodeName: w1}\n"),
     );
@@ -343,7 +258,7 @@ fn cli_audit_exit_codes_and_outputs() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let page = dir.join("audit-incident.html");
     let _ = std::fs::remove_file(&page);
-    let out = apart(
+    let out = run_cli(
         &[
             "audit",
             "-p",

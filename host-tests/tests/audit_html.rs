@@ -4,18 +4,17 @@
 //!
 //! Chromium is the Debian package `chromium`, installed by `cargo xtask setup`.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use apart_host::audit::{self, AuditFormat, HIGHLIGHT, PALETTE};
 use apart_host::check::Policies;
+use support::root;
 
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 900;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn chromium() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -7,58 +7,18 @@
 //! the built `.wasm` on wasmtime, and both must agree exactly. `APART_BLESS=1` rewrites the
 //! golden files from the code's output, for review.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use apart_host::check::{self, Outcome, Policies};
 use apart_host::evaluator::{Evaluator, Native};
-use apart_host::wapc::PolicyModule;
 use apart_host::{fix, manifests};
 use serde_json::{Value, json};
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases")
-}
-
-fn module() -> &'static PolicyModule {
-    static MODULE: OnceLock<PolicyModule> = OnceLock::new();
-    MODULE.get_or_init(|| {
-        let path = std::env::var_os("APART_WASM_MODULE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../target/wasm32-wasip1/wasm/apart_wasm.wasm")
-            });
-        let wasm = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "the built module {} is needed (run `cargo xtask build`): {e}",
-                path.display()
-            )
-        });
-        PolicyModule::new(&wasm).expect("the module compiles")
-    })
-}
-
-fn bless() -> bool {
-    std::env::var_os("APART_BLESS").is_some()
-}
-
-fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("case folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with(prefix)
-                && [".yaml", ".yml", ".json"]
-                    .iter()
-                    .any(|ext| name.ends_with(ext))
-        })
-        .collect();
-    out.sort();
-    out
-}
+use support::{
+    assert_no_failures, case_dirs, check_golden, check_json_golden, compiled_module, files,
+};
 
 /// A case's outcome with names relative to the case folder.
 fn run_case(
@@ -142,27 +102,6 @@ fn run_case(
     }
 }
 
-fn check_golden(path: &Path, actual: &str, failures: &mut Vec<String>) {
-    if bless() {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("golden folder");
-        }
-        std::fs::write(path, actual).expect("write golden");
-        return;
-    }
-    match std::fs::read_to_string(path) {
-        Ok(expected) if expected == actual => {}
-        Ok(expected) => failures.push(format!(
-            "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display()
-        )),
-        Err(_) => failures.push(format!(
-            "{} is missing (run with APART_BLESS=1, then review it)",
-            path.display()
-        )),
-    }
-}
-
 /// Repaired inputs: golden text, and a second pass that finds nothing left to repair.
 fn check_fixes(
     dir: &Path,
@@ -185,7 +124,7 @@ fn check_fixes(
             name: fixed.name.clone(),
             text: fixed.fixed.clone(),
         }];
-        match check::run(module(), policies, &again, "default") {
+        match check::run(compiled_module(), policies, &again, "default") {
             Err(e) => failures.push(format!(
                 "{}: the repaired text cannot be read: {e}",
                 dir.display()
@@ -211,18 +150,13 @@ fn check_fixes(
 
 #[test]
 fn corpus_agrees_natively_and_through_the_module() {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .expect("tests/cases exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        // Policy cases have input* files; other corpora sharing tests/cases (simulate-*,
-        // audit-*) have their own runners.
-        .filter(|p| p.is_dir() && !files(p, "input").is_empty())
-        .collect();
-    dirs.sort();
+    // Policy cases have input* files; other corpora sharing tests/cases (simulate-*, audit-*)
+    // have their own runners.
+    let dirs = case_dirs("cases", |p| !files(p, "input").is_empty());
     let mut failures = Vec::new();
     for dir in &dirs {
         let (native, _) = run_case(dir, &Native);
-        let (wasm, ran) = run_case(dir, module());
+        let (wasm, ran) = run_case(dir, compiled_module());
         if native != wasm {
             failures.push(format!(
                 "{}: native and wasm disagree:\nnative: {native:#}\nwasm: {wasm:#}",
@@ -230,21 +164,14 @@ fn corpus_agrees_natively_and_through_the_module() {
             ));
             continue;
         }
-        let mut text = serde_json::to_string_pretty(&wasm).expect("json");
-        text.push('\n');
-        check_golden(&dir.join("expected.json"), &text, &mut failures);
+        check_json_golden(&dir.join("expected.json"), &wasm, &mut failures);
         if let Some((sources, outcome)) = ran {
             let policies =
                 Policies::read(&files(dir, "policy")).expect("policies read once already");
             check_fixes(dir, &policies, &sources, &outcome, &mut failures);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert_no_failures(&failures);
     assert!(dirs.len() >= 20, "the corpus has only {} cases", dirs.len());
 }
 
@@ -255,8 +182,7 @@ fn corpus_covers_every_code_and_kind() {
     let mut codes = BTreeSet::new();
     let mut kinds = BTreeSet::new();
     let mut mutated_kinds = BTreeSet::new();
-    for entry in std::fs::read_dir(corpus()).expect("tests/cases") {
-        let dir = entry.expect("entry").path();
+    for dir in case_dirs("cases", |_| true) {
         let Ok(text) = std::fs::read_to_string(dir.join("expected.json")) else {
             continue;
         };
@@ -271,9 +197,7 @@ fn corpus_covers_every_code_and_kind() {
     }
     // Codes that need cluster context (co-located) come from the context-aware cases: the
     // findings their goldens carry in the audit annotation.
-    let context_aware = corpus().join("../context-aware");
-    for entry in std::fs::read_dir(&context_aware).expect("tests/context-aware") {
-        let dir = entry.expect("entry").path();
+    for dir in case_dirs("context-aware", |_| true) {
         let Ok(text) = std::fs::read_to_string(dir.join("expected.json")) else {
             continue;
         };

@@ -1,37 +1,15 @@
 //! The built `apart` binary, driven through arguments, stdin and stdout; exit codes checked.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{root, run_cli};
 
 const POLICY: &str = "examples/seed/policy.yaml";
 const SEED: &str = "examples/seed/cilium-helmrelease.yaml";
-
-fn apart(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_apart"));
-    cmd.current_dir(root())
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("apart runs");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        // A refused (closed) pipe is fine: the exit code says what happened.
-        let _ = pipe.write_all(input);
-    }
-    child.wait_with_output().expect("apart finishes")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -51,7 +29,7 @@ fn temp_file(name: &str, content: &[u8]) -> PathBuf {
 
 #[test]
 fn seed_check_finds_the_namespace_blind_term_in_json() {
-    let out = apart(&["check", "-p", POLICY, "--output", "json", SEED], None);
+    let out = run_cli(&["check", "-p", POLICY, "--output", "json", SEED], None);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     let findings = report["findings"].as_array().expect("findings");
@@ -84,7 +62,7 @@ fn seed_check_finds_the_namespace_blind_term_in_json() {
 
 #[test]
 fn seed_fix_passes_check_and_is_idempotent() {
-    let fixed = apart(&["fix", "-p", POLICY, SEED], None);
+    let fixed = run_cli(&["fix", "-p", POLICY, SEED], None);
     assert_eq!(fixed.status.code(), Some(0), "{}", stderr(&fixed));
     let text = stdout(&fixed);
     assert!(text.contains("flux-system"), "{text}");
@@ -93,7 +71,7 @@ fn seed_fix_passes_check_and_is_idempotent() {
         "comments are kept:\n{text}"
     );
     // Check the repaired manifest from stdin.
-    let checked = apart(
+    let checked = run_cli(
         &["check", "-p", POLICY, "--output", "json", "-"],
         Some(text.as_bytes()),
     );
@@ -101,14 +79,14 @@ fn seed_fix_passes_check_and_is_idempotent() {
     assert_eq!(checked.status.code(), Some(0), "{report:#}");
     assert_eq!(report["summary"]["errors"], 0);
     // Fixing again changes nothing.
-    let again = apart(&["fix", "-p", POLICY, "-"], Some(text.as_bytes()));
+    let again = run_cli(&["fix", "-p", POLICY, "-"], Some(text.as_bytes()));
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(stdout(&again), text);
 }
 
 #[test]
 fn fix_diff_shows_only_the_repair() {
-    let out = apart(&["fix", "-p", POLICY, "--diff", SEED], None);
+    let out = run_cli(&["fix", "-p", POLICY, "--diff", SEED], None);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let diff = stdout(&out);
     let changed: Vec<&str> = diff
@@ -129,7 +107,7 @@ fn fix_diff_shows_only_the_repair() {
 
 #[test]
 fn rendered_manifests_from_a_folder() {
-    let out = apart(
+    let out = run_cli(
         &[
             "check",
             "-p",
@@ -157,7 +135,7 @@ fn rendered_manifests_from_a_folder() {
 
 #[test]
 fn text_output_names_file_line_and_code() {
-    let out = apart(&["check", "-p", POLICY, SEED], None);
+    let out = run_cli(&["check", "-p", POLICY, SEED], None);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
@@ -172,29 +150,29 @@ fn text_output_names_file_line_and_code() {
 
 #[test]
 fn usage_and_missing_files_exit_2() {
-    let out = apart(&["check", SEED], None);
+    let out = run_cli(&["check", SEED], None);
     assert_eq!(out.status.code(), Some(2), "no policy is a usage error");
-    let out = apart(&["check", "-p", POLICY, "does/not/exist.yaml"], None);
+    let out = run_cli(&["check", "-p", POLICY, "does/not/exist.yaml"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("does/not/exist.yaml"),
         "{}",
         stderr(&out)
     );
-    let out = apart(&["frobnicate"], None);
+    let out = run_cli(&["frobnicate"], None);
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn malformed_input_names_file_and_line() {
-    let out = apart(
+    let out = run_cli(
         &["check", "-p", POLICY, "-"],
         Some(b"apiVersion: v1\nkind: Pod\nmetadata: [a, b\n"),
     );
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.starts_with("apart: <stdin>:"), "{err}");
-    let out = apart(
+    let out = run_cli(
         &["check", "-p", POLICY, "-"],
         Some(b"{\"apiVersion\": \"v1\",\n \"kind\": }"),
     );
@@ -209,7 +187,7 @@ fn invalid_policy_names_file_line_and_field() {
         .replace("weight: 100", "weight: 0");
     let path = temp_file("bad-weight.yaml", bad.as_bytes());
     let path = path.to_string_lossy().into_owned();
-    let out = apart(&["check", "-p", &path, SEED], None);
+    let out = run_cli(&["check", "-p", &path, SEED], None);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     let line = bad
@@ -233,7 +211,7 @@ fn huge_and_deep_documents_are_refused_without_a_crash() {
     huge.push_str(&"x".repeat(50 * 1024 * 1024));
     huge.push_str("\"\n");
     let path = temp_file("huge.yaml", huge.as_bytes());
-    let out = apart(&["check", "-p", POLICY, &path.to_string_lossy()], None);
+    let out = run_cli(&["check", "-p", POLICY, &path.to_string_lossy()], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("3 MiB"), "{}", stderr(&out));
     // 10,000-deep nesting, block and flow YAML, and JSON.
@@ -255,7 +233,7 @@ fn huge_and_deep_documents_are_refused_without_a_crash() {
         ),
     ] {
         let path = temp_file(name, text.as_bytes());
-        let out = apart(&["check", "-p", POLICY, &path.to_string_lossy()], None);
+        let out = run_cli(&["check", "-p", POLICY, &path.to_string_lossy()], None);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
         assert!(stderr(&out).contains(name), "{name}: {}", stderr(&out));
     }
@@ -264,7 +242,7 @@ fn huge_and_deep_documents_are_refused_without_a_crash() {
 #[test]
 fn objects_that_carry_no_pods_pass() {
     let input = b"apiVersion: example.com/v1\nkind: Foo\nmetadata: {name: x, namespace: kube-system}\nspec:\n  template:\n    metadata: {labels: {app: spire-server}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
-    let out = apart(
+    let out = run_cli(
         &["check", "-p", POLICY, "--output", "json", "-"],
         Some(input),
     );

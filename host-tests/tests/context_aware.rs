@@ -11,6 +11,8 @@
 //! carry answers the module no longer needs. `APART_BLESS=1` rewrites the golden files, for
 //! review.
 
+mod support;
+
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,40 +24,14 @@ use apart_host::{kubewarden, run};
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use serde_json::{Value, json};
+use support::{
+    assert_no_failures, built_module, built_module_path, case_dirs, check_json_golden, read_json,
+    root, run_cli,
+};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn built_module_path() -> PathBuf {
-    std::env::var_os("APART_WASM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/wasm32-wasip1/wasm/apart_wasm.wasm"))
-}
-
-fn built_module() -> Vec<u8> {
-    let path = built_module_path();
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "the built module {} is needed (run `cargo xtask build`): {e}",
-            path.display()
-        )
-    })
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
+/// The recorded cases, `tests/context-aware/<name>/`.
 fn cases() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/context-aware"))
-        .expect("tests/context-aware")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("request.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
+    case_dirs("context-aware", |p| p.join("request.json").is_file())
 }
 
 /// The built module, recording the host calls of each `validate`.
@@ -108,7 +84,6 @@ fn golden(evaluator: &dyn Evaluator, calls: &RefCell<Vec<HostCall>>, dir: &Path)
 
 #[test]
 fn running_pods_are_checked_through_recorded_host_capabilities() {
-    let bless = std::env::var_os("APART_BLESS").is_some();
     let mut module = PolicyModule::new(&built_module()).expect("the module compiles");
     let mut failures = Vec::new();
     let dirs = cases();
@@ -148,27 +123,10 @@ fn running_pods_are_checked_through_recorded_host_capabilities() {
                 asked.len()
             ));
         }
-        let mut text = serde_json::to_string_pretty(&actual).expect("json");
-        text.push('\n');
-        let path = dir.join("expected.json");
-        if bless {
-            std::fs::write(&path, &text).expect("write golden");
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(expected) if expected == text => {}
-            Ok(expected) => failures.push(format!(
-                "{} differs:\n--- expected\n{expected}\n--- actual\n{text}",
-                path.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{} is missing (run with APART_BLESS=1, then review it)",
-                path.display()
-            )),
-        }
+        check_json_golden(&dir.join("expected.json"), &actual, &mut failures);
     }
     assert!(dirs.len() >= 5, "only {} context-aware cases", dirs.len());
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -195,19 +153,22 @@ fn without_recorded_interactions_the_module_refuses_nothing_but_warns() {
 
 #[test]
 fn apart_run_replays_host_capability_interactions() {
-    let apart = env!("CARGO_BIN_EXE_apart");
     let case = root().join("tests/context-aware/incident");
-    let out = std::process::Command::new(apart)
-        .arg("run")
-        .arg("-r")
-        .arg(case.join("request.json"))
-        .arg("--settings")
-        .arg(case.join("settings.json"))
-        .arg("--replay-host-capabilities-interactions")
-        .arg(case.join("replay.yaml"))
-        .arg(built_module_path())
-        .output()
-        .expect("runs");
+    let request = case.join("request.json");
+    let module = built_module_path();
+    let out = run_cli(
+        &[
+            Path::new("run"),
+            Path::new("-r"),
+            &request,
+            Path::new("--settings"),
+            &case.join("settings.json"),
+            Path::new("--replay-host-capabilities-interactions"),
+            &case.join("replay.yaml"),
+            &module,
+        ],
+        None,
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -226,15 +187,17 @@ fn apart_run_replays_host_capability_interactions() {
         "- type: Exchange\n  request: |\n    !DNSLookupHost\n    host: example.com\n  response: {type: Error, message: no}\n",
     )
     .expect("write");
-    let out = std::process::Command::new(apart)
-        .arg("run")
-        .arg("-r")
-        .arg(case.join("request.json"))
-        .arg("--replay-host-capabilities-interactions")
-        .arg(&bad)
-        .arg(built_module_path())
-        .output()
-        .expect("runs");
+    let out = run_cli(
+        &[
+            Path::new("run"),
+            Path::new("-r"),
+            &request,
+            Path::new("--replay-host-capabilities-interactions"),
+            &bad,
+            &module,
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,36 +1,16 @@
 //! The built Kubewarden module, called over waPC as policy-server calls it: its exports, its
 //! three functions, and its answers to hostile or malformed input (a rejection, never a trap).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+mod support;
 
 use apart_host::evaluator::Evaluator;
-use apart_host::wapc::PolicyModule;
 use serde_json::{Value, json};
-
-fn wasm_path() -> PathBuf {
-    std::env::var_os("APART_WASM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm32-wasip1/wasm/apart_wasm.wasm")
-        })
-}
-
-fn module() -> &'static PolicyModule {
-    static MODULE: OnceLock<PolicyModule> = OnceLock::new();
-    MODULE.get_or_init(|| {
-        let wasm = std::fs::read(wasm_path()).expect("the built module (run `cargo xtask build`)");
-        PolicyModule::new(&wasm).expect("compiles")
-    })
-}
+use support::{built_module, compiled_module, root};
 
 fn settings() -> Value {
     let mut set = apart_policy::PolicySet::default();
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed/policy.yaml"),
-    )
-    .expect("seed policy");
+    let text =
+        std::fs::read_to_string(root().join("examples/seed/policy.yaml")).expect("seed policy");
     set.parse_into(&text, "policy.yaml").expect("valid");
     set.settings()
 }
@@ -62,7 +42,7 @@ fn request(operation: &str, object: Option<Value>) -> Vec<u8> {
 #[test]
 fn exports_are_wapc_only() {
     let engine = wasmtime::Engine::default();
-    let wasm = std::fs::read(wasm_path()).expect("module");
+    let wasm = built_module();
     let module = wasmtime::Module::new(&engine, wasm).expect("compiles");
     let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
     assert!(
@@ -87,7 +67,9 @@ fn exports_are_wapc_only() {
 
 #[test]
 fn protocol_version_is_v1() {
-    let answer = module().call("protocol_version", b"").expect("answers");
+    let answer = compiled_module()
+        .call("protocol_version", b"")
+        .expect("answers");
     assert_eq!(
         serde_json::from_slice::<Value>(&answer).expect("json"),
         json!("v1")
@@ -96,13 +78,13 @@ fn protocol_version_is_v1() {
 
 #[test]
 fn settings_are_checked_with_a_path() {
-    let ok = module()
+    let ok = compiled_module()
         .validate_settings(settings().to_string().as_bytes())
         .expect("answers");
     assert!(ok.valid, "{:?}", ok.message);
     let mut bad = settings();
     bad["policies"][0]["spec"]["weight"] = json!(0);
-    let answer = module()
+    let answer = compiled_module()
         .validate_settings(bad.to_string().as_bytes())
         .expect("answers");
     assert!(!answer.valid);
@@ -118,7 +100,9 @@ fn settings_are_checked_with_a_path() {
             "unknown field `extra`",
         ),
     ] {
-        let answer = module().validate_settings(payload).expect("answers");
+        let answer = compiled_module()
+            .validate_settings(payload)
+            .expect("answers");
         assert!(!answer.valid);
         assert!(
             answer
@@ -135,7 +119,7 @@ fn settings_are_checked_with_a_path() {
 #[test]
 fn validate_rejects_mutates_and_accepts() {
     // Namespace-blind with a mutate rule: accepted with the repaired object.
-    let answer = module()
+    let answer = compiled_module()
         .validate(&request("CREATE", Some(statefulset(None))))
         .expect("answers");
     assert!(answer.accepted, "{:?}", answer.message);
@@ -149,14 +133,14 @@ fn validate_rejects_mutates_and_accepts() {
             .expect("json");
     assert_eq!(findings[0]["code"], "namespace-blind");
     // The repaired object is accepted untouched.
-    let answer = module()
+    let answer = compiled_module()
         .validate(&request("CREATE", Some(mutated)))
         .expect("answers");
     assert!(
         answer.accepted && answer.mutated_object.is_none() && answer.audit_annotations.is_none()
     );
     // DELETE carries no object: accepted.
-    let answer = module()
+    let answer = compiled_module()
         .validate(&request("DELETE", None))
         .expect("answers");
     assert!(answer.accepted);
@@ -169,7 +153,7 @@ fn validate_only_rules_reject_with_the_findings() {
     let payload = json!({"request": {"uid": "1", "operation": "UPDATE", "namespace": "kube-system",
         "kind": {"group": "apps", "version": "v1", "kind": "StatefulSet"}, "object": statefulset(None)},
         "settings": s});
-    let answer = module()
+    let answer = compiled_module()
         .validate(payload.to_string().as_bytes())
         .expect("answers");
     assert!(!answer.accepted);
@@ -201,13 +185,15 @@ fn malformed_requests_are_rejections_not_traps() {
         (json!({"request": {"operation": "CREATE", "object": statefulset(None)}, "settings": {"policies": [1]}}).to_string().into_bytes(), "invalid settings"),
     ];
     for (payload, expected) in cases {
-        let answer = module().validate(&payload).expect("an answer, not a trap");
+        let answer = compiled_module()
+            .validate(&payload)
+            .expect("an answer, not a trap");
         assert!(!answer.accepted, "{expected}");
         let message = answer.message.unwrap_or_default();
         assert!(message.contains(expected), "{expected}: {message}");
     }
     // An affinity the API server would refuse is a finding, not a failure.
-    let answer = module()
+    let answer = compiled_module()
         .validate(&request("CREATE", Some(affinity_wrong)))
         .expect("answers");
     assert!(!answer.accepted);
@@ -223,7 +209,7 @@ fn malformed_requests_are_rejections_not_traps() {
 fn a_50_mb_object_is_answered() {
     let mut object = statefulset(Some(json!(["kube-system", "flux-system"])));
     object["metadata"]["annotations"] = json!({"blob": "x".repeat(50 * 1024 * 1024)});
-    let answer = module()
+    let answer = compiled_module()
         .validate(&request("CREATE", Some(object)))
         .expect("answers within the deadline");
     assert!(answer.accepted, "{:?}", answer.message);

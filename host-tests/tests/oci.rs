@@ -3,6 +3,8 @@
 //! and config, and killed when the test ends. The manifest is checked over raw HTTP, not
 //! through the client under test. `cargo xtask setup` installs the registry.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use apart_host::kubewarden;
 use apart_host::oci::{self, Credentials, OciError, Options, Target};
 use serde_json::Value;
+use support::{built_module, built_module_path, root};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,10 +26,6 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(120);
 const USER: &str = "apart-ci";
 const PASSWORD: &str = "correct horse battery staple";
 const WRONG_PASSWORD: &str = "Tr0ub4dor&3";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A fresh folder under `target/oci-tests`, removed on drop.
 struct TempDir(PathBuf);
@@ -388,12 +387,6 @@ fn annotated_module(padding: usize) -> Vec<u8> {
     module
 }
 
-fn built_module_path() -> PathBuf {
-    std::env::var_os("APART_WASM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(apart_host::module::BUILT_MODULE))
-}
-
 /// Runs the built `apart` with a clean credential environment plus `env`; bounded in time.
 fn apart(args: &[&str], env: &[(&str, &str)], docker_config: &Path) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_apart"));
@@ -531,12 +524,7 @@ fn metadata_annotations_reach_the_manifest_single_line_only() {
 fn cli_push_and_pull_round_trip_the_built_module() {
     let registry = Registry::start("cli", false);
     let module_path = built_module_path();
-    let module = std::fs::read(&module_path).unwrap_or_else(|e| {
-        panic!(
-            "the built module {} (run `cargo xtask build`): {e}",
-            module_path.display()
-        )
-    });
+    let module = built_module();
     let work = TempDir::new("cli-work");
     let reference = format!("registry://{}/apart/cli:v1", registry.host());
     let module_arg = module_path.to_string_lossy().into_owned();
@@ -959,7 +947,7 @@ fn a_baked_module_from_the_registry_decides_as_apart_check() {
 
     let policies =
         Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
-    let plain = std::fs::read(built_module_path()).expect("the built module (cargo xtask build)");
+    let plain = built_module();
     let baked = kubewarden::bake(&plain, &policies.set).expect("bakes");
     let registry = Registry::start("baked", false);
     let target = registry.target("apart/seed:v1");

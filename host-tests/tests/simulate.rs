@@ -8,33 +8,16 @@
 //! stdout must equal the golden file byte for byte and whose exit code must match it.
 //! `APART_BLESS=1` rewrites the golden files from the library's output, for review.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use apart_host::simulate::{self, SimulateArgs, SimulateFormat};
 use serde_json::{Value, json};
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases")
-}
-
-fn bless() -> bool {
-    std::env::var_os("APART_BLESS").is_some()
-}
+use support::{assert_no_failures, case_dirs, check_golden, corpus, files, named, root, run_cli};
 
 fn cases() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .expect("tests/cases exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("simulate-"))
-        })
-        .collect();
-    dirs.sort();
-    dirs
+    case_dirs("cases", named("simulate-"))
 }
 
 fn file_with(dir: &Path, stem: &str) -> Option<PathBuf> {
@@ -42,20 +25,6 @@ fn file_with(dir: &Path, stem: &str) -> Option<PathBuf> {
         .iter()
         .map(|ext| dir.join(format!("{stem}.{ext}")))
         .find(|p| p.exists())
-}
-
-fn policies(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("case folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("policy") && n.ends_with(".yaml"))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// The case's arguments, with paths relative to the repository root (as the binary sees
@@ -80,7 +49,7 @@ fn args(dir: &Path, output: SimulateFormat) -> SimulateArgs {
         ignore_preferred_terms_of_existing_pods: options["ignorePreferredTermsOfExistingPods"]
             .as_bool()
             .unwrap_or(false),
-        policies: policies(dir).into_iter().map(relative).collect(),
+        policies: files(dir, "policy").into_iter().map(relative).collect(),
     }
 }
 
@@ -109,7 +78,7 @@ fn flags(a: &SimulateArgs, output: &str) -> Vec<String> {
 
 /// What the library prints (or the error it refuses the input with), and the exit code.
 fn library_run(a: &SimulateArgs) -> (String, u8) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root();
     let absolute = |p: &Path| root.join(p);
     let local = SimulateArgs {
         cluster: absolute(&a.cluster),
@@ -130,24 +99,6 @@ fn library_run(a: &SimulateArgs) -> (String, u8) {
             text.push('\n');
             (text, e.exit_code())
         }
-    }
-}
-
-fn check_golden(path: &Path, actual: &str, failures: &mut Vec<String>) {
-    if bless() {
-        std::fs::write(path, actual).expect("write golden");
-        return;
-    }
-    match std::fs::read_to_string(path) {
-        Ok(expected) if expected == actual => {}
-        Ok(expected) => failures.push(format!(
-            "{}: differs\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display()
-        )),
-        Err(_) => failures.push(format!(
-            "{}: missing (APART_BLESS=1 writes it)",
-            path.display()
-        )),
     }
 }
 
@@ -180,27 +131,17 @@ fn corpus_matches_the_golden_decisions() {
             check_golden(&txt, &text, &mut failures);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert_no_failures(&failures);
     assert!(dirs.len() >= 30, "the corpus has only {} cases", dirs.len());
 }
 
 /// The built binary prints exactly the golden output and exits as it says.
 #[test]
 fn binary_agrees_with_the_goldens() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut failures = Vec::new();
     for dir in cases() {
         let a = args(&dir, SimulateFormat::Json);
-        let out = Command::new(env!("CARGO_BIN_EXE_apart"))
-            .current_dir(&root)
-            .args(flags(&a, "json"))
-            .output()
-            .expect("apart runs");
+        let out = run_cli(&flags(&a, "json"), None);
         let Ok(golden) = std::fs::read_to_string(dir.join("expected-simulate.json")) else {
             failures.push(format!("{}: no golden", dir.display()));
             continue;
@@ -235,11 +176,7 @@ fn binary_agrees_with_the_goldens() {
         }
         let txt = dir.join("expected-simulate.txt");
         if let Ok(text) = std::fs::read_to_string(&txt) {
-            let out = Command::new(env!("CARGO_BIN_EXE_apart"))
-                .current_dir(&root)
-                .args(flags(&a, "text"))
-                .output()
-                .expect("apart runs");
+            let out = run_cli(&flags(&a, "text"), None);
             if out.stdout != text.as_bytes() {
                 failures.push(format!(
                     "{}: text differs:\n{}",
@@ -249,18 +186,12 @@ fn binary_agrees_with_the_goldens() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert_no_failures(&failures);
 }
 
 /// kube-scheduler accepts hardPodAffinityWeight 0 to 100; so does the command line.
 #[test]
 fn hard_pod_affinity_weight_out_of_range_is_a_usage_error() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let a = args(
         &corpus().join("simulate-anti-affinity-hostname"),
         SimulateFormat::Json,
@@ -272,11 +203,7 @@ fn hard_pod_affinity_weight_out_of_range_is_a_usage_error() {
             .position(|f| f == "--hard-pod-affinity-weight")
             .expect("flag");
         flags[at + 1] = bad.to_owned();
-        let out = Command::new(env!("CARGO_BIN_EXE_apart"))
-            .current_dir(&root)
-            .args(&flags)
-            .output()
-            .expect("apart runs");
+        let out = run_cli(&flags, None);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         assert!(out.stdout.is_empty());
     }
@@ -285,32 +212,24 @@ fn hard_pod_affinity_weight_out_of_range_is_a_usage_error() {
 /// Both inputs on standard input is a usage error; a pod on standard input works.
 #[test]
 fn standard_input() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(env!("CARGO_BIN_EXE_apart"))
-        .current_dir(&root)
-        .args(["simulate", "--cluster", "-", "--pod", "-"])
-        .output()
-        .expect("apart runs");
+    let out = run_cli(&["simulate", "--cluster", "-", "--pod", "-"], None);
     assert_eq!(out.status.code(), Some(2));
     let dir = corpus().join("simulate-anti-affinity-hostname");
     let a = args(&dir, SimulateFormat::Json);
-    let pod = std::fs::read(root.join(&a.pod)).expect("pod");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apart"))
-        .current_dir(&root)
-        .args(["simulate", "--output", "json", "--pod", "-", "--cluster"])
-        .arg(&a.cluster)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("apart runs");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&pod)
-        .expect("write");
-    let out = child.wait_with_output().expect("apart finishes");
+    let pod = std::fs::read(root().join(&a.pod)).expect("pod");
+    let cluster = a.cluster.to_str().expect("UTF-8 path");
+    let out = run_cli(
+        &[
+            "simulate",
+            "--output",
+            "json",
+            "--pod",
+            "-",
+            "--cluster",
+            cluster,
+        ],
+        Some(&pod),
+    );
     let golden = std::fs::read_to_string(dir.join("expected-simulate.json")).expect("golden");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), golden);
