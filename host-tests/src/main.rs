@@ -249,11 +249,12 @@ fn build(
     let pkg = dir.join("artifacthub-pkg.yml");
     let doc = kubewarden::artifacthub_pkg(name, module_ref, &metadata);
     write_file(&pkg, yaml_edit::to_yaml(&doc).as_bytes())?;
+    let count = policies.set.policies().len();
     eprintln!(
-        "apart: wrote {} ({} bytes, {} policies baked), {} and {}",
+        "apart: wrote {} ({} bytes, {count} {} baked), {} and {}",
         output.display(),
         baked.len(),
-        policies.set.policies().len(),
+        if count == 1 { "policy" } else { "policies" },
         cap.display(),
         pkg.display()
     );

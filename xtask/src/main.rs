@@ -4,8 +4,8 @@
 //!   packages the tests drive (a real OCI registry, headless Chromium).
 //! - `build`: the Kubewarden module (wasm32-wasip1, release), then the CLI with that exact
 //!   module embedded: afterwards `target/release/apart` works with no flags.
-//! - `ci`: format check, clippy (`-D warnings`, host and wasm), then every test against the
-//!   module just built. One release profile throughout, so wasmtime is compiled once.
+//! - `ci`: setup, format check, clippy (`-D warnings`, host and wasm), then every test against
+//!   the module just built. One release profile throughout, so wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
 
 use std::path::{Path, PathBuf};
@@ -167,6 +167,9 @@ fn build() -> Result {
 
 fn ci() -> Result {
     let started = Instant::now();
+    // Idempotent and quick when everything is there: `cargo xtask ci` alone works on a fresh
+    // machine too.
+    setup()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     build()?;
     run(cargo_with_module().args([
