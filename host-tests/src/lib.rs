@@ -9,6 +9,7 @@ pub mod check;
 pub mod diagnostic;
 pub mod evaluator;
 pub mod fix;
+pub mod gatekeeper;
 pub mod kubewarden;
 pub mod manifests;
 pub mod module;

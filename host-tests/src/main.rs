@@ -134,6 +134,16 @@ enum Command {
         #[arg(long)]
         insecure_http: bool,
     },
+    /// Write the Gatekeeper resources for the policies: a ConstraintTemplate (Rego), a
+    /// Constraint per policy, Assign mutators for `action: mutate`, and a gator Suite.
+    Gatekeeper {
+        /// DecorrelationPolicy file(s).
+        #[arg(short = 'p', long = "policy", required = true, value_name = "POLICY")]
+        policies: Vec<PathBuf>,
+        /// The folder to write into (created when missing).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+    },
     /// Print the manifests repaired by the mutate rules.
     Fix {
         #[command(flatten)]
@@ -336,6 +346,13 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
         } => {
             let digest = pull(&source, &output, insecure_http)?;
             writeln!(stdout, "{digest}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Gatekeeper { policies, output } => {
+            let policies = Policies::read(&policies)?;
+            for path in apart_host::gatekeeper::write_dir(&policies.set, &output)? {
+                writeln!(stdout, "{}", path.display()).map_err(io)?;
+            }
             Ok(0)
         }
         Command::Check { common, output } => {

@@ -129,15 +129,28 @@ fn the_baked_module_is_annotated_and_enforces_its_policies_with_empty_settings()
 
 #[test]
 fn an_evaluation_past_its_deadline_is_interrupted_and_the_next_one_is_fresh() {
-    let module = PolicyModule::with_deadline(baked(), Duration::from_millis(10)).expect("compiles");
-    let big = "x".repeat(40 << 20);
-    let request = json!({
-        "request": {"uid": "u", "operation": "CREATE", "namespace": "kube-system",
-            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
-            "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": big}}},
-        "settings": {}
-    });
-    match module.call("validate", request.to_string().as_bytes()) {
+    // The deadline must leave a small evaluation (instantiation, baked settings) ample time,
+    // whatever moment the epoch ticks: 100 ms is ten ticks.
+    let module =
+        PolicyModule::with_deadline(baked(), Duration::from_millis(100)).expect("compiles");
+    // Millions of small JSON values: the guest must walk every one of them (even skipping a
+    // value is a parse), which takes well over the deadline in wasm.
+    let mut items = String::with_capacity(48 << 20);
+    items.push('[');
+    for i in 0..6_000_000 {
+        if i > 0 {
+            items.push(',');
+        }
+        items.push_str(r#"{"a":[1]}"#);
+    }
+    items.push(']');
+    let request = format!(
+        r#"{{"request": {{"uid": "u", "operation": "CREATE", "namespace": "kube-system",
+            "kind": {{"group": "", "version": "v1", "kind": "ConfigMap"}},
+            "object": {{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "big"}}, "spec": {{"items": {items}}}}}}},
+            "settings": {{}}}}"#
+    );
+    match module.call("validate", request.as_bytes()) {
         Err(CallError::Trap { deadline, .. }) => assert!(deadline, "interrupted by the deadline"),
         other => panic!("expected the deadline to interrupt the evaluation, got {other:?}"),
     }

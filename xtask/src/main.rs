@@ -1,9 +1,11 @@
 //! apart's single task runner: `cargo xtask setup | build | ci | demo`.
 //!
-//! - `setup`: the wasm targets and toolchain components the build needs, and the Debian
-//!   packages the tests drive (a real OCI registry, headless Chromium).
+//! - `setup`: the wasm targets and toolchain components the build needs, the Debian
+//!   packages the tests drive (a real OCI registry, headless Chromium), and the official OPA
+//!   npm SDK the OPA-ABI module is tested under (into `target/opa-node`).
 //! - `build`: the Kubewarden module (wasm32-wasip1, release), then the CLI with that exact
-//!   module embedded: afterwards `target/release/apart` works with no flags.
+//!   module embedded: afterwards `target/release/apart` works with no flags. Also the OPA-ABI
+//!   module (wasm32-unknown-unknown), with its ABI version globals added after linking.
 //! - `ci`: setup, format check, clippy (`-D warnings`, host and wasm), then every test against
 //!   the module just built. One release profile throughout, so wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
@@ -12,10 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod opa_abi;
+
 /// The guest crate and where its module lands.
 const GUEST: &str = "apart-wasm";
 const WASM_TARGET: &str = "wasm32-wasip1";
 const WASM_PROFILE: &str = "wasm";
+
+/// The OPA-ABI guest crate, its target and profile.
+const OPA_GUEST: &str = "apart-opa";
+const OPA_TARGET: &str = "wasm32-unknown-unknown";
+const OPA_PROFILE: &str = "opa";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -84,7 +93,27 @@ fn setup() -> Result {
             .arg("add")
             .args(&missing))?;
     }
-    debian_packages()
+    debian_packages()?;
+    opa_npm_sdk()
+}
+
+/// The official OPA Wasm SDK for Node, pinned: a second, independent OPA host for the OPA-ABI
+/// module's tests. Installed under `target/` so the repository holds no `node_modules`.
+const OPA_NPM_SDK: &str = "@open-policy-agent/opa-wasm@1.10.0";
+
+fn opa_npm_sdk() -> Result {
+    let dir = root().join("target").join("opa-node");
+    let installed = dir
+        .join("node_modules/@open-policy-agent/opa-wasm/package.json")
+        .is_file();
+    if installed {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["install", "--no-audit", "--no-fund", "--prefix", "."])
+        .arg(OPA_NPM_SDK))
 }
 
 /// Debian packages the tests use: `docker-registry` (the CNCF distribution registry, for
@@ -151,15 +180,56 @@ fn build_module() -> Result {
     Ok(())
 }
 
+/// The OPA-ABI module as deployed: the linked module with its ABI globals added.
+fn opa_module_path() -> PathBuf {
+    root().join("target").join("opa").join("apart_opa.wasm")
+}
+
+/// Builds the OPA-ABI module and adds the `opa_wasm_abi_version` globals, which Rust cannot
+/// define, to a copy (the linker's output stays cargo's).
+fn build_opa_module() -> Result {
+    run(cargo().args([
+        "build",
+        "--package",
+        OPA_GUEST,
+        "--target",
+        OPA_TARGET,
+        "--profile",
+        OPA_PROFILE,
+    ]))?;
+    let linked = root()
+        .join("target")
+        .join(OPA_TARGET)
+        .join(OPA_PROFILE)
+        .join("apart_opa.wasm");
+    let bytes = std::fs::read(&linked).map_err(|e| format!("{}: {e}", linked.display()))?;
+    let module =
+        opa_abi::add_version_globals(&bytes).map_err(|e| format!("{}: {e}", linked.display()))?;
+    let out = opa_module_path();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&out, &module).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (major, minor) = opa_abi::ABI_VERSION;
+    eprintln!(
+        "OPA module (ABI {major}.{minor}): {} ({} bytes)",
+        out.display(),
+        module.len()
+    );
+    Ok(())
+}
+
 /// A cargo command that embeds (and tests) the module just built.
 fn cargo_with_module() -> Command {
     let mut cmd = cargo();
     cmd.env("APART_WASM_MODULE", module_path());
+    cmd.env("APART_OPA_MODULE", opa_module_path());
     cmd
 }
 
 fn build() -> Result {
     build_module()?;
+    build_opa_module()?;
     run(cargo_with_module().args(["build", "--release", "--package", "apart"]))?;
     eprintln!("CLI: {}", root().join("target/release/apart").display());
     Ok(())
@@ -189,6 +259,18 @@ fn ci() -> Result {
         WASM_TARGET,
         "--profile",
         WASM_PROFILE,
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "--package",
+        OPA_GUEST,
+        "--target",
+        OPA_TARGET,
+        "--profile",
+        OPA_PROFILE,
         "--",
         "-D",
         "warnings",

@@ -1,0 +1,306 @@
+//! The generated Gatekeeper resources (`apart gatekeeper`):
+//!
+//! - differential: the ConstraintTemplate's Rego, evaluated with regorus with each policy's
+//!   Constraint parameters, reports the same error findings as the engine (run natively):
+//!   the same set of (policy, code, JSON path) object by object, over every policy case of
+//!   the corpus with inputs (every object is evaluated, also those a Constraint's
+//!   `match.kinds` would not send);
+//! - the gator Suite's samples decide as the Suite asserts;
+//! - `gatekeeper/` at the repository root is what `apart gatekeeper` writes for the bundled
+//!   example (`APART_BLESS=1` rewrites it).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use apart_host::check::{self, Policies};
+use apart_host::evaluator::Native;
+use apart_host::{gatekeeper, manifests};
+use apart_policy::{PolicySet, Severity};
+use serde_json::{Value, json};
+use support::{assert_no_failures, bless, case_dirs, files, root, run_cli};
+
+/// Cases where the Rego cannot agree with the engine, with why. The test fails when a listed
+/// case agrees, so the list cannot outlive the gap.
+/// Empty today: the corpus has no case in the template's documented gaps (see the Rego's
+/// header).
+const KNOWN_GAPS: &[(&str, &str)] = &[];
+
+/// (policy, code, path) per object: what the engine reports.
+type Codes = BTreeSet<(String, String, String)>;
+
+fn rego_engine() -> regorus::Engine {
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy("apart.rego".to_owned(), gatekeeper::REGO.to_owned())
+        .expect("the generated Rego parses as Rego v1");
+    engine
+}
+
+/// The Rego's violations for one object under one policy, as (code, path) pairs.
+fn rego_violations(
+    engine: &mut regorus::Engine,
+    set: &PolicySet,
+    index: usize,
+    object: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    let parameters = gatekeeper::parameters(set, index).ok_or("no parameters")?;
+    let input = json!({"parameters": parameters, "review": {"object": object, "kind": {"kind": object["kind"]}}});
+    engine.set_input(regorus::Value::from_json_str(&input.to_string()).map_err(|e| e.to_string())?);
+    let result = engine
+        .eval_rule("data.apart.decorrelation.violation".to_owned())
+        .map_err(|e| e.to_string())?;
+    let result: Value =
+        serde_json::from_str(&result.to_json_str().map_err(|e| e.to_string())?).unwrap_or_default();
+    Ok(result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["details"]["code"].as_str().unwrap_or_default().to_owned(),
+                v["details"]["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// Disagreements of one case, one line each (empty: the Rego agrees), and how many engine
+/// findings were compared.
+fn differences(dir: &Path, engine: &mut regorus::Engine) -> (Vec<String>, usize) {
+    let Ok(policies) = Policies::read(&files(dir, "policy")) else {
+        return (Vec::new(), 0); // an invalid policy: nothing to generate
+    };
+    let Ok(sources) = manifests::read_sources(&files(dir, "input")) else {
+        return (Vec::new(), 0);
+    };
+    let Ok(outcome) = check::run(&Native, &policies, &sources, "default") else {
+        return (Vec::new(), 0); // bad input: refused before any policy runs
+    };
+    let mut compared = 0;
+    let mut wanted: BTreeMap<usize, Codes> = BTreeMap::new();
+    for f in &outcome.findings {
+        if let (Some(m), Severity::Error) = (f.manifest, f.severity) {
+            wanted.entry(m).or_default().insert((
+                f.policy.clone(),
+                f.code.to_string(),
+                f.path.clone(),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (m, manifest) in outcome.manifests.iter().enumerate() {
+        let mut got = Codes::new();
+        for (index, policy) in policies.set.policies().iter().enumerate() {
+            match rego_violations(engine, &policies.set, index, &manifest.value) {
+                Ok(v) => got.extend(v.into_iter().map(|(c, p)| (policy.name.clone(), c, p))),
+                Err(e) => out.push(format!("object {m}: Rego error: {e}")),
+            }
+        }
+        let want = wanted.remove(&m).unwrap_or_default();
+        compared += want.len();
+        if got != want {
+            out.push(format!(
+                "object {m} (line {}): engine {want:?}, Rego {got:?}",
+                manifest.line
+            ));
+        }
+    }
+    (out, compared)
+}
+
+#[test]
+fn rego_agrees_with_the_engine_over_the_corpus() {
+    let mut engine = rego_engine();
+    let dirs = case_dirs("cases", |d| !files(d, "input").is_empty());
+    assert!(dirs.len() > 30, "the policy corpus is there");
+    let mut failures = Vec::new();
+    let mut findings = 0;
+    for dir in &dirs {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (diffs, n) = differences(dir, &mut engine);
+        findings += n;
+        match (
+            KNOWN_GAPS.iter().find(|(n, _)| *n == name),
+            diffs.is_empty(),
+        ) {
+            (None, true) => {}
+            (None, false) => failures.push(format!("{name}:\n  {}", diffs.join("\n  "))),
+            (Some(_), true) => failures.push(format!(
+                "{name}: listed in KNOWN_GAPS but the Rego now agrees: remove it from the list"
+            )),
+            (Some((_, why)), false) => eprintln!("known gap {name} ({why}): {}", diffs.join("; ")),
+        }
+    }
+    eprintln!("{} cases, {findings} engine findings compared", dirs.len());
+    assert!(
+        findings > 50,
+        "the corpus has findings to compare ({findings})"
+    );
+    assert_no_failures(&failures);
+}
+
+#[test]
+fn suite_samples_decide_as_the_suite_asserts() {
+    let policies =
+        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let mut engine = rego_engine();
+    for index in 0..policies.set.policies().len() {
+        for allowed in [true, false] {
+            let sample = gatekeeper::sample(&policies.set, index, allowed).expect("a sample");
+            let v = rego_violations(&mut engine, &policies.set, index, &sample).expect("evaluates");
+            if allowed {
+                assert!(v.is_empty(), "allowed sample: {v:?}");
+            } else {
+                assert_eq!(
+                    v.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+                    ["missing-anti-affinity"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn seed_helmrelease_is_namespace_blind_at_the_engine_path() {
+    let policies =
+        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let sources = manifests::read_sources(&[root().join("examples/seed/cilium-helmrelease.yaml")])
+        .expect("seed manifest");
+    let objects = manifests::objects(&sources).expect("objects");
+    let object = &objects.first().expect("one object").value;
+    let mut engine = rego_engine();
+    let v = rego_violations(&mut engine, &policies.set, 0, object).expect("evaluates");
+    assert_eq!(
+        v,
+        [(
+            "namespace-blind".to_owned(),
+            "$.spec.values.authentication.mutual.spire.install.server.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.namespaces".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn gatekeeper_folder_is_in_sync() {
+    let policies =
+        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let dir = root().join("gatekeeper");
+    let mut failures = Vec::new();
+    let generated = gatekeeper::generate(&policies.set);
+    for file in &generated {
+        let path = dir.join(&file.name);
+        if bless() {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create folder");
+            }
+            std::fs::write(&path, &file.text).expect("bless");
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text == file.text => {}
+            Ok(_) => failures.push(format!(
+                "{} differs from apart gatekeeper's output (APART_BLESS=1 rewrites it)",
+                path.display()
+            )),
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    assert_no_failures(&failures);
+}
+
+#[test]
+fn cli_writes_the_folder_and_refuses_bad_input() {
+    let out_dir = std::env::temp_dir().join(format!("apart-gatekeeper-{}", std::process::id()));
+    let out = run_cli(
+        &[
+            "gatekeeper",
+            "-p",
+            "examples/seed/policy.yaml",
+            "-o",
+            out_dir.to_str().expect("utf-8 temp dir"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let policies =
+        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    for file in gatekeeper::generate(&policies.set) {
+        let text = std::fs::read_to_string(out_dir.join(&file.name)).expect("written");
+        assert_eq!(text, file.text, "{}", file.name);
+    }
+    std::fs::remove_dir_all(&out_dir).ok();
+    // A manifest is not a policy: exit 2 with the file and line.
+    let out = run_cli(
+        &[
+            "gatekeeper",
+            "-p",
+            "examples/seed/cilium-helmrelease.yaml",
+            "-o",
+            "/nonexistent",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("examples/seed/cilium-helmrelease.yaml:"),
+        "{stderr}"
+    );
+}
+
+/// Selector implication beyond the corpus: peer requirements on one key combine (`In (a, b)`
+/// and `NotIn (b)` pin `a`), and peers no pod can match imply every term.
+#[test]
+fn rego_combines_peer_requirements_as_the_engine_does() {
+    let dir = std::env::temp_dir().join(format!("apart-gatekeeper-sel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policy = |name: &str, peers: &str| {
+        format!(
+            "apiVersion: apart.dev/v1alpha1\nkind: DecorrelationPolicy\nmetadata: {{name: {name}}}\nspec:\n  subject: {{labelSelector: {{matchLabels: {{app: web}}}}}}\n  apartFrom:\n    - namespaces: [peers]\n      labelSelector: {{matchExpressions: [{peers}]}}\n"
+        )
+    };
+    let policies = [
+        policy(
+            "pinned",
+            "{key: tier, operator: In, values: [a, b]}, {key: tier, operator: NotIn, values: [b]}",
+        ),
+        policy(
+            "empty",
+            "{key: tier, operator: In, values: [a]}, {key: tier, operator: DoesNotExist}",
+        ),
+        policy(
+            "notin",
+            "{key: tier, operator: In, values: [a, b]}, {key: tier, operator: NotIn, values: [c]}",
+        ),
+    ]
+    .join("---\n");
+    std::fs::write(dir.join("policy.yaml"), policies).expect("write policy");
+    let pod = |name: &str, term: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web, labels: {{app: web}}}}\nspec:\n  containers: [{{name: c, image: i}}]\n  affinity:\n    podAntiAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n        - weight: 100\n          podAffinityTerm: {{namespaces: [peers], topologyKey: kubernetes.io/hostname, labelSelector: {term}}}\n"
+        )
+    };
+    let inputs = [
+        pod("equals-a", "{matchLabels: {tier: a}}"),
+        pod(
+            "not-c",
+            "{matchExpressions: [{key: tier, operator: NotIn, values: [c]}]}",
+        ),
+        pod(
+            "exists",
+            "{matchExpressions: [{key: tier, operator: Exists}]}",
+        ),
+        pod("equals-b", "{matchLabels: {tier: b}}"),
+    ]
+    .join("---\n");
+    std::fs::write(dir.join("input.yaml"), inputs).expect("write input");
+    let mut engine = rego_engine();
+    let (diffs, compared) = differences(&dir, &mut engine);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert!(
+        compared >= 2,
+        "the engine reports findings here ({compared})"
+    );
+}

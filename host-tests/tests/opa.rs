@@ -1,0 +1,621 @@
+//! The OPA-ABI module (`apart-opa`) under a Rust OPA-Wasm host, against the waPC module.
+//!
+//! The host here is written from OPA's Wasm ABI documentation and does what the OPA SDKs do
+//! (`@open-policy-agent/opa-wasm`, kubewarden's burrego): it creates `env.memory` (5 pages),
+//! provides `opa_abort`, `opa_println` and `opa_builtin0..4`, loads data once, saves the heap
+//! pointer, and per evaluation loads the input, evaluates (both through the evaluation context
+//! and through the one-call `opa_eval` of ABI 1.2) and resets the heap pointer.
+//!
+//! Over every policy case of `tests/cases` that has inputs, each object's violations from the
+//! OPA module must be exactly the error findings the waPC module reports for it (or, when the
+//! waPC module rejects without findings, its message). The same corpus runs under the
+//! official `@open-policy-agent/opa-wasm` npm SDK on Node (`tests/opa-node/evaluate.cjs`;
+//! `cargo xtask setup` installs the package under `target/opa-node`).
+
+mod support;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use apart_host::check::{self, Policies};
+use apart_host::manifests;
+use serde_json::{Value, json};
+use support::{assert_no_failures, case_dirs, compiled_module, files, root};
+use wasmtime::error::Context as _;
+use wasmtime::{
+    Caller, Engine, Error, ExternType, Instance, Linker, Memory, MemoryType, Module, Mutability,
+    Result, Store, TypedFunc,
+};
+
+/// An error with a message (wasmtime 48 has its own error type, not anyhow's).
+macro_rules! fail {
+    ($($t:tt)*) => { Error::msg(format!($($t)*)) };
+}
+
+/// The OPA module `cargo xtask build` built (`APART_OPA_MODULE` names it in CI).
+fn opa_module_path() -> PathBuf {
+    std::env::var_os("APART_OPA_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/opa/apart_opa.wasm"))
+}
+
+fn opa_module_bytes() -> Vec<u8> {
+    let path = opa_module_path();
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "the built OPA module {} is needed (run `cargo xtask build`): {e}",
+            path.display()
+        )
+    })
+}
+
+/// Bytes in a Wasm page.
+const PAGE: u64 = 65536;
+
+/// A NUL-terminated string at `addr`.
+fn c_string(memory: &[u8], addr: i32) -> Result<String> {
+    let start = usize::try_from(addr)?;
+    let tail = memory
+        .get(start..)
+        .ok_or_else(|| fail!("string address {addr} is outside memory"))?;
+    let end = tail
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| fail!("string at {addr} has no NUL"))?;
+    Ok(String::from_utf8(
+        tail.get(..end).unwrap_or_default().to_vec(),
+    )?)
+}
+
+/// An instantiated OPA policy with its data loaded.
+struct OpaPolicy {
+    store: Store<()>,
+    memory: Memory,
+    instance: Instance,
+    /// The heap pointer after data was loaded: every evaluation starts there.
+    base_heap: i32,
+    data: i32,
+}
+
+impl OpaPolicy {
+    fn new(engine: &Engine, module: &Module) -> Result<Self> {
+        let mut store = Store::new(engine, ());
+        // As the SDKs do: the host creates the memory, 5 pages to start, no maximum.
+        let memory = Memory::new(&mut store, MemoryType::new(5, None))?;
+        let mut linker = Linker::new(engine);
+        linker.define(&store, "env", "memory", memory)?;
+        linker.func_wrap(
+            "env",
+            "opa_abort",
+            move |caller: Caller<'_, ()>, addr: i32| -> Result<()> {
+                let text = c_string(memory.data(&caller), addr)?;
+                Err(fail!("opa_abort: {text}"))
+            },
+        )?;
+        linker.func_wrap(
+            "env",
+            "opa_println",
+            move |caller: Caller<'_, ()>, addr: i32| -> Result<()> {
+                eprintln!("opa_println: {}", c_string(memory.data(&caller), addr)?);
+                Ok(())
+            },
+        )?;
+        // `builtins()` is `{}`: a call to any built-in is a bug.
+        linker.func_wrap("env", "opa_builtin0", |id: i32, _: i32| -> Result<i32> {
+            Err(fail!("unexpected built-in {id}"))
+        })?;
+        linker.func_wrap(
+            "env",
+            "opa_builtin1",
+            |id: i32, _: i32, _: i32| -> Result<i32> { Err(fail!("unexpected built-in {id}")) },
+        )?;
+        linker.func_wrap(
+            "env",
+            "opa_builtin2",
+            |id: i32, _: i32, _: i32, _: i32| -> Result<i32> {
+                Err(fail!("unexpected built-in {id}"))
+            },
+        )?;
+        linker.func_wrap(
+            "env",
+            "opa_builtin3",
+            |id: i32, _: i32, _: i32, _: i32, _: i32| -> Result<i32> {
+                Err(fail!("unexpected built-in {id}"))
+            },
+        )?;
+        linker.func_wrap(
+            "env",
+            "opa_builtin4",
+            |id: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> Result<i32> {
+                Err(fail!("unexpected built-in {id}"))
+            },
+        )?;
+        let instance = linker.instantiate(&mut store, module)?;
+        let mut policy = Self {
+            store,
+            memory,
+            instance,
+            base_heap: 0,
+            data: 0,
+        };
+        policy.data = policy.load_json(b"{}")?;
+        policy.base_heap = policy
+            .func::<(), i32>("opa_heap_ptr_get")?
+            .call(&mut policy.store, ())?;
+        Ok(policy)
+    }
+
+    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>> {
+        self.instance
+            .get_typed_func::<P, R>(&mut self.store, name)
+            .with_context(|| format!("export {name}"))
+    }
+
+    /// Copies `bytes` to an `opa_malloc`ed buffer, parses them (`opa_json_parse`) and frees
+    /// the buffer, as the SDKs load input and data.
+    fn load_json(&mut self, bytes: &[u8]) -> Result<i32> {
+        let len = i32::try_from(bytes.len())?;
+        let addr = self
+            .func::<i32, i32>("opa_malloc")?
+            .call(&mut self.store, len)?;
+        self.memory
+            .write(&mut self.store, usize::try_from(addr)?, bytes)?;
+        let value = self
+            .func::<(i32, i32), i32>("opa_json_parse")?
+            .call(&mut self.store, (addr, len))?;
+        self.func::<i32, ()>("opa_free")?
+            .call(&mut self.store, addr)?;
+        if value == 0 {
+            return Err(fail!("opa_json_parse refused the text"));
+        }
+        Ok(value)
+    }
+
+    /// `opa_json_dump` of a value, parsed.
+    fn dump(&mut self, value: i32) -> Result<Value> {
+        let text = self
+            .func::<i32, i32>("opa_json_dump")?
+            .call(&mut self.store, value)?;
+        let json = c_string(self.memory.data(&self.store), text)?;
+        Ok(serde_json::from_str(&json)?)
+    }
+
+    /// Evaluates through an evaluation context (ABI 1.0).
+    fn eval_ctx(&mut self, input: &[u8], entrypoint: i32) -> Result<Value> {
+        let base = self.base_heap;
+        self.func::<i32, ()>("opa_heap_ptr_set")?
+            .call(&mut self.store, base)?;
+        let input = self.load_json(input)?;
+        let ctx = self
+            .func::<(), i32>("opa_eval_ctx_new")?
+            .call(&mut self.store, ())?;
+        self.func::<(i32, i32), ()>("opa_eval_ctx_set_input")?
+            .call(&mut self.store, (ctx, input))?;
+        let data = self.data;
+        self.func::<(i32, i32), ()>("opa_eval_ctx_set_data")?
+            .call(&mut self.store, (ctx, data))?;
+        self.func::<(i32, i32), ()>("opa_eval_ctx_set_entrypoint")?
+            .call(&mut self.store, (ctx, entrypoint))?;
+        self.func::<i32, i32>("eval")?.call(&mut self.store, ctx)?;
+        let result = self
+            .func::<i32, i32>("opa_eval_ctx_get_result")?
+            .call(&mut self.store, ctx)?;
+        let out = self.dump(result);
+        self.func::<i32, ()>("opa_heap_ptr_set")?
+            .call(&mut self.store, base)?;
+        out
+    }
+
+    /// Evaluates with the one-call `opa_eval` (ABI 1.2): the input text is written at the
+    /// saved heap pointer and the module allocates above it.
+    fn eval_once(&mut self, input: &[u8], entrypoint: i32) -> Result<Value> {
+        let at = self.base_heap;
+        let end = u64::try_from(at)? + u64::try_from(input.len())?;
+        let size = self.memory.data_size(&self.store) as u64;
+        if end > size {
+            self.memory
+                .grow(&mut self.store, (end - size).div_ceil(PAGE))?;
+        }
+        self.memory
+            .write(&mut self.store, usize::try_from(at)?, input)?;
+        let len = i32::try_from(input.len())?;
+        let heap = at + len;
+        let data = self.data;
+        let text = self
+            .func::<(i32, i32, i32, i32, i32, i32, i32), i32>("opa_eval")?
+            .call(&mut self.store, (0, entrypoint, data, at, len, heap, 0))?;
+        let json = c_string(self.memory.data(&self.store), text)?;
+        Ok(serde_json::from_str(&json)?)
+    }
+
+    /// The violation messages for an input, requiring both evaluation paths to agree.
+    fn violations(&mut self, input: &Value) -> Result<Vec<String>> {
+        let text = input.to_string();
+        let by_ctx = self.eval_ctx(text.as_bytes(), 0)?;
+        let once = self.eval_once(text.as_bytes(), 0)?;
+        if by_ctx != once {
+            return Err(fail!("eval gave {by_ctx} but opa_eval gave {once}"));
+        }
+        messages(&by_ctx)
+    }
+}
+
+fn engine() -> Engine {
+    Engine::default()
+}
+
+/// What the waPC module reports for a validation request, as violation messages: each
+/// error finding (from the findings annotation) as its rejection message writes it; a
+/// rejection without findings is its message.
+fn wapc_violations(request: &Value) -> Result<Vec<String>> {
+    let answer = compiled_module()
+        .call("validate", request.to_string().as_bytes())
+        .map_err(|e| fail!("{e}"))?;
+    let response: Value = serde_json::from_slice(&answer)?;
+    let findings: Vec<apart_policy::Finding> = match response
+        .pointer("/audit_annotations/apart.dev~1findings")
+        .and_then(Value::as_str)
+    {
+        Some(json) => serde_json::from_str(json)?,
+        None => Vec::new(),
+    };
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == apart_policy::Severity::Error)
+        .map(|f| format!("[{}] {} at {}: {}", f.code, f.policy, f.path, f.message))
+        .collect();
+    let accepted = response.get("accepted").and_then(Value::as_bool) == Some(true);
+    if errors.is_empty() && !accepted {
+        let message = response
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Ok(vec![message.to_owned()]);
+    }
+    Ok(errors)
+}
+
+#[test]
+fn the_module_speaks_the_opa_abi_1_3() {
+    let engine = engine();
+    let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
+    let imports: Vec<(String, String)> = module
+        .imports()
+        .map(|i| (i.module().to_owned(), i.name().to_owned()))
+        .collect();
+    let mut wanted = vec![
+        ("env".to_owned(), "memory".to_owned()),
+        ("env".to_owned(), "opa_abort".to_owned()),
+        ("env".to_owned(), "opa_println".to_owned()),
+    ];
+    wanted.extend((0..=4).map(|n| ("env".to_owned(), format!("opa_builtin{n}"))));
+    for w in &wanted {
+        assert!(imports.contains(w), "missing import {w:?} in {imports:?}");
+    }
+    // The hosts create 5 pages; the module must not ask for more.
+    let memory = module
+        .imports()
+        .find_map(|i| match i.ty() {
+            ExternType::Memory(m) => Some(m),
+            _ => None,
+        })
+        .expect("a memory import");
+    assert!(
+        memory.minimum() <= 5,
+        "the module needs {} pages",
+        memory.minimum()
+    );
+
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_owned()).collect();
+    for name in [
+        "memory",
+        "eval",
+        "opa_eval",
+        "builtins",
+        "entrypoints",
+        "opa_eval_ctx_new",
+        "opa_eval_ctx_set_input",
+        "opa_eval_ctx_set_data",
+        "opa_eval_ctx_set_entrypoint",
+        "opa_eval_ctx_get_result",
+        "opa_malloc",
+        "opa_free",
+        "opa_json_parse",
+        "opa_json_dump",
+        "opa_value_parse",
+        "opa_value_dump",
+        "opa_value_free",
+        "opa_heap_ptr_get",
+        "opa_heap_ptr_set",
+        "opa_value_add_path",
+        "opa_value_remove_path",
+        "opa_heap_blocks_stash",
+        "opa_heap_blocks_restore",
+        "opa_heap_stash_clear",
+        "opa_wasm_abi_version",
+        "opa_wasm_abi_minor_version",
+    ] {
+        assert!(exports.iter().any(|e| e == name), "missing export {name}");
+    }
+
+    let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+    for (name, value) in [
+        ("opa_wasm_abi_version", 1),
+        ("opa_wasm_abi_minor_version", 3),
+    ] {
+        let global = policy
+            .instance
+            .get_global(&mut policy.store, name)
+            .unwrap_or_else(|| panic!("{name} is a global"));
+        let ty = global.ty(&policy.store);
+        assert_eq!(ty.mutability(), Mutability::Const, "{name}");
+        assert_eq!(global.get(&mut policy.store).i32(), Some(value), "{name}");
+    }
+    let builtins = policy.func::<(), i32>("builtins").expect("builtins");
+    let builtins = builtins.call(&mut policy.store, ()).expect("builtins()");
+    assert_eq!(policy.dump(builtins).expect("dump"), json!({}));
+    let entrypoints = policy.func::<(), i32>("entrypoints").expect("entrypoints");
+    let entrypoints = entrypoints
+        .call(&mut policy.store, ())
+        .expect("entrypoints()");
+    assert_eq!(
+        policy.dump(entrypoints).expect("dump"),
+        json!({"apart/violation": 0})
+    );
+    // An unknown entrypoint aborts, as the ABI says.
+    let err = policy.eval_ctx(b"{}", 7).expect_err("entrypoint 7 aborts");
+    assert!(format!("{err:#}").contains("opa_abort"), "{err:#}");
+}
+
+#[test]
+fn data_paths_are_added_and_removed() {
+    let engine = engine();
+    let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
+    let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+    let base = policy.load_json(br#"{"a": {"b": 123}}"#).expect("base");
+    let path = policy.load_json(br#"["a", "x", "y"]"#).expect("path");
+    let value = policy.load_json(br#"{"foo": "bar"}"#).expect("value");
+    let add = policy
+        .func::<(i32, i32, i32), i32>("opa_value_add_path")
+        .expect("export");
+    assert_eq!(
+        add.call(&mut policy.store, (base, path, value))
+            .expect("add"),
+        0
+    );
+    assert_eq!(
+        policy.dump(base).expect("dump"),
+        json!({"a": {"b": 123, "x": {"y": {"foo": "bar"}}}})
+    );
+    let bad = policy.load_json(br#"["a", "b", "c"]"#).expect("path");
+    assert_eq!(
+        add.call(&mut policy.store, (base, bad, value))
+            .expect("add"),
+        3
+    );
+    let remove = policy
+        .func::<(i32, i32), i32>("opa_value_remove_path")
+        .expect("export");
+    let x = policy.load_json(br#"["a", "x"]"#).expect("path");
+    assert_eq!(
+        remove.call(&mut policy.store, (base, x)).expect("remove"),
+        0
+    );
+    assert_eq!(policy.dump(base).expect("dump"), json!({"a": {"b": 123}}));
+}
+
+#[test]
+fn bad_input_is_a_violation_never_an_admission() {
+    let engine = engine();
+    let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
+    let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+    let settings = json!({"policies": []});
+    for input in [
+        json!({}),
+        json!({"parameters": settings, "review": {}}),
+        json!({"parameters": {"policies": "none"}, "review": {}}),
+        json!({"parameters": {"policies": [{"kind": "DecorrelationPolicy"}]}, "review": {}}),
+    ] {
+        let v = policy.violations(&input).expect("evaluates");
+        assert_eq!(v.len(), 1, "{input}: {v:?}");
+    }
+    // A malformed review under valid parameters.
+    let dir = root().join("examples/seed");
+    let policies = Policies::read(&[dir.join("policy.yaml")]).expect("seed policy");
+    let parameters: Value = serde_json::from_slice(&policies.settings()).expect("settings");
+    for review in [
+        json!("x"),
+        json!({"operation": "CREATE"}),
+        json!({"object": 1}),
+    ] {
+        let input = json!({"parameters": parameters, "review": review});
+        let v = policy.violations(&input).expect("evaluates");
+        assert_eq!(v.len(), 1, "{input}: {v:?}");
+    }
+    // Nesting near serde_json's limit fits in the module's small stack (the hosts' 5 pages
+    // hold data and stack, so the stack is 128 KiB, not the usual 1 MiB).
+    let mut deep = json!("leaf");
+    for _ in 0..110 {
+        deep = json!([deep]);
+    }
+    let mut object =
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}});
+    object["metadata"]["deep"] = deep;
+    let review = json!({"operation": "CREATE", "namespace": "default", "object": object});
+    let input = json!({"parameters": parameters, "review": review});
+    policy.violations(&input).expect("a deep object evaluates");
+    // Input that is not JSON, through opa_eval.
+    let v = policy.eval_once(b"{not json", 0).expect("evaluates");
+    assert_eq!(
+        v.pointer("/0/result")
+            .and_then(Value::as_array)
+            .map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+}
+
+/// One object of the corpus: where it is from, the OPA input, and the waPC module's
+/// violations for it.
+struct Check {
+    label: String,
+    input: Value,
+    wanted: Vec<String>,
+}
+
+/// Every object of the policy cases that have inputs, with the waPC module's answer.
+fn corpus_checks() -> Vec<Check> {
+    let mut checks = Vec::new();
+    for dir in case_dirs("cases", |d| !files(d, "input").is_empty()) {
+        let case = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        // Cases whose policies or inputs are refused before any module runs have nothing to
+        // compare.
+        let Ok(policies) = Policies::read(&files(&dir, "policy")) else {
+            continue;
+        };
+        let Ok(sources) = manifests::read_sources(&files(&dir, "input")) else {
+            continue;
+        };
+        let Ok(manifests) = manifests::objects(&sources) else {
+            continue;
+        };
+        let settings: Value = serde_json::from_slice(&policies.settings()).expect("settings");
+        for (i, manifest) in manifests.iter().enumerate() {
+            let request = check::validation_request(i, &manifest.value, "default", &settings);
+            let label = format!("{case} object {i}");
+            let wanted = wapc_violations(&request)
+                .unwrap_or_else(|e| panic!("{label}: the waPC module failed: {e:#}"));
+            checks.push(Check {
+                label,
+                input: json!({"parameters": settings, "review": request["request"]}),
+                wanted,
+            });
+        }
+    }
+    let objects = checks.len();
+    let violations: usize = checks.iter().map(|c| c.wanted.len()).sum();
+    assert!(objects > 50, "only {objects} objects in the corpus");
+    assert!(
+        violations > 10,
+        "only {violations} violations in the corpus"
+    );
+    checks
+}
+
+/// The violation messages of a result set `[{"result": [{"msg": ...}]}]`.
+fn messages(result_set: &Value) -> Result<Vec<String>> {
+    let violations = result_set
+        .pointer("/0/result")
+        .and_then(Value::as_array)
+        .ok_or_else(|| fail!("not a result set with a list of violations: {result_set}"))?;
+    violations
+        .iter()
+        .map(|v| {
+            v.get("msg")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| fail!("a violation without msg: {v}"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_corpus_gets_the_same_decisions_as_from_the_wapc_module() {
+    let engine = engine();
+    let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
+    let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+    let mut failures = Vec::new();
+    let checks = corpus_checks();
+    for check in &checks {
+        match policy.violations(&check.input) {
+            Ok(got) if got == check.wanted => {}
+            Ok(got) => failures.push(format!(
+                "{}: the OPA module reports\n  {got:?}\nthe waPC module\n  {:?}",
+                check.label, check.wanted
+            )),
+            Err(e) => failures.push(format!("{}: OPA module: {e:#}", check.label)),
+        }
+    }
+    assert_no_failures(&failures);
+    let violations: usize = checks.iter().map(|c| c.wanted.len()).sum();
+    eprintln!(
+        "{} objects, {violations} violations: the same from both modules",
+        checks.len()
+    );
+}
+
+/// Where `cargo xtask setup` installs `@open-policy-agent/opa-wasm`.
+fn npm_sdk() -> PathBuf {
+    root().join("target/opa-node/node_modules/@open-policy-agent/opa-wasm")
+}
+
+#[test]
+fn the_official_npm_sdk_gets_the_same_decisions() {
+    let sdk = npm_sdk();
+    assert!(
+        sdk.join("package.json").is_file(),
+        "{} is needed (run `cargo xtask setup`)",
+        sdk.display()
+    );
+    let checks = corpus_checks();
+    let mut stdin = String::new();
+    for check in &checks {
+        stdin.push_str(&check.input.to_string());
+        stdin.push('\n');
+    }
+    let script = root().join("host-tests/tests/opa-node/evaluate.cjs");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg(&sdk)
+        .arg(opa_module_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js is needed)");
+    let mut pipe = child.stdin.take().expect("stdin");
+    // Written from a thread: node answers line by line and a full stdout pipe would block it.
+    let writer = std::thread::spawn(move || pipe.write_all(stdin.as_bytes()));
+    let output = child.wait_with_output().expect("node finishes");
+    writer.join().expect("writer").expect("stdin written");
+    assert!(
+        output.status.success(),
+        "node failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let mut lines = stdout.lines();
+    let loaded: Value = serde_json::from_str(lines.next().expect("a first line")).expect("json");
+    assert_eq!(
+        loaded,
+        json!({"abi": [1, 3], "entrypoints": {"apart/violation": 0}}),
+        "what the SDK read from the module"
+    );
+    let mut failures = Vec::new();
+    let results: Vec<&str> = lines.collect();
+    assert_eq!(results.len(), checks.len(), "one result per input");
+    for (check, line) in checks.iter().zip(results) {
+        let result: Value = serde_json::from_str(line).expect("json");
+        match messages(&result) {
+            Ok(got) if got == check.wanted => {}
+            Ok(got) => failures.push(format!(
+                "{}: under the npm SDK the OPA module reports\n  {got:?}\nthe waPC module\n  {:?}",
+                check.label, check.wanted
+            )),
+            Err(e) => failures.push(format!("{}: npm SDK: {e:#}", check.label)),
+        }
+    }
+    assert_no_failures(&failures);
+    eprintln!(
+        "{} objects: the same violations under the npm SDK",
+        checks.len()
+    );
+}
