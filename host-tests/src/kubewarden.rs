@@ -3,15 +3,15 @@
 //! that deploy the result (`ClusterAdmissionPolicy`, `artifacthub-pkg.yml`).
 //!
 //! Baking needs no Rust toolchain: the module carries an empty, fixed-size region (see
-//! `apart_wasm::BAKED_MAGIC`) that is overwritten in place, so the module's structure does
+//! `apart_policy::baked`) that is overwritten in place, so the module's structure does
 //! not change; the metadata is an appended custom section. Both are read back by
 //! [`inspect`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use apart_policy::baked::{CAPACITY as BAKED_CAPACITY, MAGIC as BAKED_MAGIC};
 use apart_policy::{Action, PolicySet};
-use apart_wasm::{BAKED_CAPACITY, BAKED_MAGIC};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -144,17 +144,44 @@ pub fn rules_for(policies: &PolicySet) -> Vec<Rule> {
         .collect()
 }
 
-/// The metadata `apart build` writes for a policy set.
+/// Which Kubewarden execution mode a module is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// The waPC module (`kubewarden-wapc`): validates, mutates, context-aware.
+    #[default]
+    KubewardenWapc,
+    /// The OPA-ABI module (`gatekeeper`): validates only; policies arrive as `parameters`.
+    Gatekeeper,
+}
+
+impl Mode {
+    /// The metadata's `executionMode`.
+    pub fn execution_mode(self) -> &'static str {
+        match self {
+            Mode::KubewardenWapc => "kubewarden-wapc",
+            Mode::Gatekeeper => "gatekeeper",
+        }
+    }
+}
+
+/// The metadata `apart build` writes for a policy set (waPC module).
 pub fn metadata_for(policies: &PolicySet) -> Metadata {
+    metadata_for_mode(policies, Mode::KubewardenWapc)
+}
+
+/// The metadata `apart build --mode` writes for a policy set.
+pub fn metadata_for_mode(policies: &PolicySet, mode: Mode) -> Metadata {
     let names: Vec<&str> = policies
         .policies()
         .iter()
         .map(|p| p.name.as_str())
         .collect();
-    let mutating = policies
-        .policies()
-        .iter()
-        .any(|p| p.action == Action::Mutate);
+    // Gatekeeper mode only validates (Gatekeeper mutates with Assign resources instead).
+    let mutating = mode == Mode::KubewardenWapc
+        && policies
+            .policies()
+            .iter()
+            .any(|p| p.action == Action::Mutate);
     let annotations = BTreeMap::from([
         ("io.kubewarden.policy.title".to_owned(), "apart".to_owned()),
         (
@@ -197,14 +224,18 @@ pub fn metadata_for(policies: &PolicySet) -> Metadata {
         annotations,
         mutating,
         background_audit: true,
-        // What the co-location check of a running Pod reads (apart_policy::colocation).
-        context_aware_resources: ["Pod", "Node", "Namespace"]
-            .map(|kind| ContextAwareResource {
-                api_version: "v1".to_owned(),
-                kind: kind.to_owned(),
-            })
-            .into(),
-        execution_mode: "kubewarden-wapc".to_owned(),
+        // What the co-location check of a running Pod reads (apart_policy::colocation); the
+        // OPA-ABI module makes no host call.
+        context_aware_resources: match mode {
+            Mode::KubewardenWapc => ["Pod", "Node", "Namespace"]
+                .map(|kind| ContextAwareResource {
+                    api_version: "v1".to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .into(),
+            Mode::Gatekeeper => Vec::new(),
+        },
+        execution_mode: mode.execution_mode().to_owned(),
         policy_type: Some("kubernetes".to_owned()),
     }
 }
@@ -367,8 +398,14 @@ pub fn baked_settings(module: &[u8]) -> Result<Option<Value>, PackageError> {
         .map_err(|e| PackageError::BadMetadata(format!("baked policies: {e}")))
 }
 
-/// A copy of `module` with `policies` baked in and the metadata section written.
+/// A copy of the waPC `module` with `policies` baked in and the metadata section written.
 pub fn bake(module: &[u8], policies: &PolicySet) -> Result<Vec<u8>, PackageError> {
+    bake_for(module, policies, Mode::KubewardenWapc)
+}
+
+/// A copy of `module` (the one for `mode`) with `policies` baked in and the metadata
+/// section written.
+pub fn bake_for(module: &[u8], policies: &PolicySet, mode: Mode) -> Result<Vec<u8>, PackageError> {
     let settings = serde_json::to_vec(&policies.settings()).unwrap_or_default();
     if settings.len() > BAKED_CAPACITY {
         return Err(PackageError::TooLarge(settings.len()));
@@ -385,7 +422,7 @@ pub fn bake(module: &[u8], policies: &PolicySet) -> Result<Vec<u8>, PackageError
             head.copy_from_slice(&settings);
         }
     }
-    let metadata = serde_json::to_vec(&metadata_for(policies)).unwrap_or_default();
+    let metadata = serde_json::to_vec(&metadata_for_mode(policies, mode)).unwrap_or_default();
     with_custom_section(&out, METADATA_SECTION, &metadata)
 }
 

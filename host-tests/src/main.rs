@@ -75,6 +75,10 @@ enum Command {
         /// Name of the ClusterAdmissionPolicy (and the Artifact Hub package).
         #[arg(long, default_value = "apart")]
         name: String,
+        /// The module to bake: the waPC module, or the OPA-ABI module for Kubewarden's
+        /// `gatekeeper` execution mode (validation only).
+        #[arg(long, value_enum, default_value = "kubewarden-wapc")]
+        mode: kubewarden::Mode,
     },
     /// Show a module's Kubewarden metadata and baked policies.
     Inspect {
@@ -232,22 +236,29 @@ fn build(
     module_path: Option<&std::path::Path>,
     module_ref: &str,
     name: &str,
+    mode: kubewarden::Mode,
 ) -> Result<(), Diagnostic> {
     let policies = Policies::read(policies)?;
-    let base = module::load(module_path).map_err(Diagnostic::Module)?;
-    let baked = kubewarden::bake(&base, &policies.set).map_err(package)?;
-    // The baked module must load as policy-server loads it: with empty settings.
-    let check = PolicyModule::new(&baked).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
-    let answer = apart_host::evaluator::Evaluator::validate_settings(&check, b"{}")
-        .map_err(|e| Diagnostic::Module(e.to_string()))?;
-    if !answer.valid {
-        return Err(Diagnostic::Module(format!(
-            "the baked module refuses its own policies: {}",
-            answer.message.unwrap_or_default()
-        )));
+    let base = match mode {
+        kubewarden::Mode::KubewardenWapc => module::load(module_path),
+        kubewarden::Mode::Gatekeeper => module::load_opa(module_path),
+    }
+    .map_err(Diagnostic::Module)?;
+    let baked = kubewarden::bake_for(&base, &policies.set, mode).map_err(package)?;
+    if mode == kubewarden::Mode::KubewardenWapc {
+        // The baked module must load as policy-server loads it: with empty settings.
+        let check = PolicyModule::new(&baked).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
+        let answer = apart_host::evaluator::Evaluator::validate_settings(&check, b"{}")
+            .map_err(|e| Diagnostic::Module(e.to_string()))?;
+        if !answer.valid {
+            return Err(Diagnostic::Module(format!(
+                "the baked module refuses its own policies: {}",
+                answer.message.unwrap_or_default()
+            )));
+        }
     }
     write_file(output, &baked)?;
-    let metadata = kubewarden::metadata_for(&policies.set);
+    let metadata = kubewarden::metadata_for_mode(&policies.set, mode);
     let dir = output.parent().unwrap_or(std::path::Path::new("."));
     let stem = output
         .file_stem()
@@ -284,8 +295,16 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             module,
             module_ref,
             name,
+            mode,
         } => {
-            build(&policies, &output, module.as_deref(), &module_ref, &name)?;
+            build(
+                &policies,
+                &output,
+                module.as_deref(),
+                &module_ref,
+                &name,
+                mode,
+            )?;
             Ok(0)
         }
         Command::Inspect { module, output } => {

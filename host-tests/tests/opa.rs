@@ -619,3 +619,120 @@ fn the_official_npm_sdk_gets_the_same_decisions() {
         checks.len()
     );
 }
+
+/// `apart build --mode gatekeeper`: the seed policy baked into the OPA-ABI module, annotated
+/// `executionMode: gatekeeper`, answers Kubewarden's gatekeeper-mode input with empty
+/// `parameters` (a ClusterAdmissionPolicy with `settings: {}`) exactly as the waPC module
+/// given the policy as settings; parameters with policies replace the baked ones.
+#[test]
+fn a_module_baked_for_gatekeeper_mode_enforces_its_policies_with_empty_parameters() {
+    use apart_host::kubewarden::{self, Mode};
+
+    let policies = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed");
+    let baked =
+        kubewarden::bake_for(&opa_module_bytes(), &policies.set, Mode::Gatekeeper).expect("bakes");
+    let metadata = kubewarden::metadata(&baked)
+        .expect("reads")
+        .expect("annotated");
+    assert_eq!(metadata.execution_mode, "gatekeeper");
+    assert!(!metadata.mutating, "gatekeeper mode only validates");
+    assert!(metadata.context_aware_resources.is_empty());
+    let engine = engine();
+    let module = Module::new(&engine, &baked).expect("the baked OPA module compiles");
+    let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+    let settings: Value = serde_json::from_slice(&policies.settings()).expect("settings");
+    let sources = manifests::read_sources(&[
+        root().join("examples/seed/cilium-helmrelease.yaml"),
+        root().join("examples/rendered"),
+    ])
+    .expect("manifests");
+    let mut violating = 0;
+    for (i, object) in manifests::objects(&sources)
+        .expect("objects")
+        .iter()
+        .enumerate()
+    {
+        let request = check::validation_request(i, &object.value, "default", &settings);
+        let wanted = wapc_violations(&request).expect("the waPC module answers");
+        for parameters in [json!({}), Value::Null, json!({"policies": []})] {
+            let input = json!({"parameters": parameters, "review": request["request"]});
+            let got = policy.violations(&input).expect("evaluates");
+            assert_eq!(got, wanted, "object {i} with parameters {parameters}");
+        }
+        violating += usize::from(!wanted.is_empty());
+    }
+    assert_eq!(
+        violating, 2,
+        "the HelmRelease and the StatefulSet violate the rule"
+    );
+    // Parameters with policies replace the baked ones: a rule about other pods finds nothing.
+    let other = json!({"policies": [{
+        "apiVersion": "apart.dev/v1alpha1", "kind": "DecorrelationPolicy",
+        "metadata": {"name": "other"},
+        "spec": {"subject": {"labelSelector": {"matchLabels": {"app": "nothing-here"}}},
+                 "apartFrom": [{"namespaces": ["x"], "labelSelector": {"matchLabels": {"a": "b"}}}]}}]});
+    let seed = manifests::objects(&sources).expect("objects");
+    let request = check::validation_request(0, &seed[0].value, "default", &settings);
+    let input = json!({"parameters": other, "review": request["request"]});
+    assert_eq!(
+        policy.violations(&input).expect("evaluates"),
+        Vec::<String>::new()
+    );
+    // The plain module has nothing baked: empty parameters are a violation, never an admission.
+    let plain = Module::new(&engine, opa_module_bytes()).expect("compiles");
+    let mut plain = OpaPolicy::new(&engine, &plain).expect("instantiates");
+    let input = json!({"parameters": {}, "review": request["request"]});
+    let got = plain.violations(&input).expect("evaluates");
+    assert!(got.len() == 1 && got[0].contains("no policies"), "{got:?}");
+}
+
+/// The CLI bakes the OPA-ABI module it carries: `apart build --mode gatekeeper`, then
+/// `apart inspect` shows the gatekeeper metadata and the baked policy.
+#[test]
+fn apart_build_mode_gatekeeper_through_the_cli() {
+    let dir = root().join("target/opa-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join(format!("gk-{}.wasm", std::process::id()));
+    let policy = root().join("examples/seed/policy.yaml");
+    let built = support::run_cli(
+        &[
+            "build".as_ref(),
+            "--mode".as_ref(),
+            "gatekeeper".as_ref(),
+            "-p".as_ref(),
+            policy.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ],
+        None,
+    );
+    assert_eq!(
+        built.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let inspected = support::run_cli(
+        &[
+            "inspect".as_ref(),
+            out.as_os_str(),
+            "--output".as_ref(),
+            "json".as_ref(),
+        ],
+        None,
+    );
+    assert_eq!(inspected.status.code(), Some(0));
+    let shown: Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    assert_eq!(shown["metadata"]["executionMode"], "gatekeeper");
+    assert_eq!(shown["metadata"]["mutating"], false);
+    assert_eq!(
+        shown["baked"]["policies"][0]["metadata"]["name"],
+        "identity-apart-from-gitops"
+    );
+    // The module it wrote is the OPA-ABI one: it exports the ABI version.
+    let bytes = std::fs::read(&out).expect("written");
+    let engine = engine();
+    let module = Module::new(&engine, &bytes).expect("compiles");
+    assert!(module.get_export("opa_wasm_abi_version").is_some());
+    let _ = std::fs::remove_file(&out);
+}

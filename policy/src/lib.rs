@@ -50,6 +50,7 @@
 pub mod admission;
 pub mod affinity;
 pub mod audit;
+pub mod baked;
 pub mod cluster;
 pub mod colocation;
 mod error;

@@ -8,7 +8,7 @@
 //! while policy-server keeps sending the same settings bytes.
 //!
 //! Baked policies: `apart build` writes policies into a copy of this module (the
-//! [`BAKED_MAGIC`] region of its data section), so that a module deployed with `settings: {}`
+//! [`BAKED`] region of its data section), so that a module deployed with `settings: {}`
 //! enforces them. Settings that carry policies replace the baked ones.
 //!
 //! Every failure is an answer (a rejection or an invalid-settings response), never a waPC
@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, FINDINGS_ANNOTATION, ValidationRequest, Verdict};
+use apart_policy::baked::BakedRegion;
 use apart_policy::colocation::KubernetesHost;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
@@ -51,45 +52,9 @@ fn with_policies<T>(settings: &[u8], f: impl FnOnce(&Result<PolicySet, String>) 
     })
 }
 
-/// Marks the region `apart build` writes baked policies into: the magic, a little-endian
-/// `u32` length, then that many bytes of settings JSON (`{"policies": [...]}`).
-pub const BAKED_MAGIC: [u8; 32] = *b"apart.dev/baked-policies/v1\0\0\0\0\0";
-/// Most bytes of settings JSON a module can carry baked in.
-pub const BAKED_CAPACITY: usize = 64 * 1024;
-
-/// The baked region, as laid out in the module's data section.
-#[repr(C)]
-struct Baked {
-    magic: [u8; 32],
-    len: [u8; 4],
-    data: [u8; BAKED_CAPACITY],
-}
-
-/// Empty in the module as built; `apart build` rewrites the bytes in a copy.
+/// Where `apart build` writes baked policies (see [`apart_policy::baked`]).
 #[used]
-static BAKED: Baked = Baked {
-    magic: BAKED_MAGIC,
-    len: [0; 4],
-    data: [0; BAKED_CAPACITY],
-};
-
-/// The baked settings, if `apart build` wrote any. Volatile reads: the compiler sees an
-/// all-zero static and would otherwise fold this to "nothing baked".
-#[allow(unsafe_code)]
-fn baked_settings() -> Option<Vec<u8>> {
-    // SAFETY: reads of initialised bytes of a static, through pointers derived from it.
-    let read = |p: *const u8| unsafe { std::ptr::read_volatile(p) };
-    let len_bytes: [u8; 4] = std::array::from_fn(|i| read(BAKED.len.as_ptr().wrapping_add(i)));
-    let len = usize::try_from(u32::from_le_bytes(len_bytes)).ok()?;
-    if len == 0 || len > BAKED_CAPACITY {
-        return None;
-    }
-    Some(
-        (0..len)
-            .map(|i| read(BAKED.data.as_ptr().wrapping_add(i)))
-            .collect(),
-    )
-}
+static BAKED: BakedRegion = BakedRegion::EMPTY;
 
 /// Compiles the settings; settings that name no policy (absent, `null`, `{}`, `{"policies":
 /// []}`) stand for the baked policies. The settings are read once either way.
@@ -100,7 +65,7 @@ fn compile(settings: &[u8]) -> Result<PolicySet, String> {
     if !set.is_empty() {
         return Ok(set);
     }
-    match baked_settings() {
+    match BAKED.settings() {
         Some(bytes) => PolicySet::from_settings(&bytes)
             .map_err(|e| format!("the baked policies cannot be read: {e}")),
         None => Err(

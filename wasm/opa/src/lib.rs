@@ -14,11 +14,16 @@
 
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, ValidationRequest};
+use apart_policy::baked::BakedRegion;
 use apart_policy::{Finding, Severity};
 use serde_json::{Map, Value, json};
 
 #[cfg(target_arch = "wasm32")]
 pub mod abi;
+
+/// Where `apart build --mode gatekeeper` writes baked policies (see [`apart_policy::baked`]).
+#[used]
+static BAKED: BakedRegion = BakedRegion::EMPTY;
 
 /// The name of entrypoint 0, as `entrypoints()` reports it.
 pub const ENTRYPOINT: &str = "apart/violation";
@@ -70,18 +75,25 @@ pub fn messages(input: Option<&Value>) -> Vec<String> {
     let Some(input) = input else {
         return vec!["apart: no input: expected {\"parameters\": {\"policies\": [...]}, \"review\": <AdmissionRequest>}".to_owned()];
     };
-    let parameters = match input.get("parameters") {
-        None | Some(Value::Null) => {
-            return vec!["apart: invalid parameters: input.parameters is missing: give {\"policies\": [DecorrelationPolicy, ...]}".to_owned()];
-        }
-        Some(p) => p.to_string(),
+    // Parameters that name no policy stand for the policies `apart build --mode gatekeeper`
+    // baked in; parameters with policies replace them.
+    let given = match input.get("parameters") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(p.to_string()),
     };
-    let policies = match PolicySet::from_settings(parameters.as_bytes()) {
-        Ok(set) if set.is_empty() => {
-            return vec!["apart: invalid parameters: parameters.policies is empty: give at least one DecorrelationPolicy document".to_owned()];
-        }
-        Ok(set) => set,
-        Err(e) => return vec![format!("apart: invalid parameters: {e}")],
+    let policies = match given
+        .as_deref()
+        .map(|p| PolicySet::from_settings(p.as_bytes()))
+    {
+        Some(Ok(set)) if !set.is_empty() => set,
+        Some(Err(e)) => return vec![format!("apart: invalid parameters: {e}")],
+        _ => match BAKED.settings().map(|b| PolicySet::from_settings(&b)) {
+            Some(Ok(set)) if !set.is_empty() => set,
+            Some(Err(e)) => return vec![format!("apart: the baked policies cannot be read: {e}")],
+            _ => {
+                return vec!["apart: invalid parameters: no policies: give {\"policies\": [DecorrelationPolicy, ...]} as parameters (or bake them in with `apart build --mode gatekeeper`)".to_owned()];
+            }
+        },
     };
     let Some(review) = input.get("review") else {
         return vec!["apart: input.review is missing: expected the AdmissionRequest".to_owned()];
