@@ -1,50 +1,66 @@
-//! Which policy module the CLI runs.
+//! Which policy modules the CLI runs and bakes.
 //!
-//! `cargo xtask build` compiles the Kubewarden module first and then the CLI with
-//! `APART_WASM_MODULE` pointing at it, so the release binary carries the exact `.wasm` the
-//! tests ran. Without it (a plain `cargo build`), the module is looked up at run time.
+//! `cargo xtask build` compiles the Kubewarden waPC module and the OPA-ABI module first, then
+//! the CLI with `APART_WASM_MODULE` and `APART_OPA_MODULE` pointing at them, so the release
+//! binary carries the exact `.wasm` files the tests ran. Without them (a plain `cargo
+//! build`), a module is looked up at run time.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-/// The module embedded at build time, if any.
-pub fn embedded() -> Option<&'static [u8]> {
-    #[cfg(apart_embedded_module)]
-    {
-        Some(include_bytes!(env!("APART_EMBEDDED_MODULE")))
-    }
-    #[cfg(not(apart_embedded_module))]
-    {
-        None
-    }
-}
-
-/// The OPA-ABI module embedded at build time, if any.
-pub fn embedded_opa() -> Option<&'static [u8]> {
-    #[cfg(apart_embedded_opa_module)]
-    {
-        Some(include_bytes!(env!("APART_EMBEDDED_OPA_MODULE")))
-    }
-    #[cfg(not(apart_embedded_opa_module))]
-    {
-        None
-    }
-}
-
+/// Where `cargo xtask build` leaves the waPC module, relative to the workspace.
+pub const BUILT_MODULE: &str = "target/wasm32-wasip1/wasm/apart_wasm.wasm";
 /// Where `cargo xtask build` leaves the OPA-ABI module, relative to the workspace.
 pub const BUILT_OPA_MODULE: &str = "target/opa/apart_opa.wasm";
 
-/// The OPA-ABI module: an explicit path, else the embedded one, else `APART_OPA_MODULE`,
-/// else the built one next to the running binary's target directory.
-pub fn load_opa(explicit: Option<&Path>) -> Result<std::borrow::Cow<'static, [u8]>, String> {
+/// One of the modules: how it is embedded and where it is found otherwise.
+struct Kind {
+    /// What the user is told is missing.
+    what: &'static str,
+    embedded: Option<&'static [u8]>,
+    /// The environment variable naming a built module.
+    variable: &'static str,
+    /// Where `cargo xtask build` leaves it, relative to the workspace (under `target/`).
+    built: &'static str,
+}
+
+fn wapc_kind() -> Kind {
+    Kind {
+        what: "policy module",
+        #[cfg(apart_embedded_module)]
+        embedded: Some(include_bytes!(env!("APART_EMBEDDED_MODULE"))),
+        #[cfg(not(apart_embedded_module))]
+        embedded: None,
+        variable: "APART_WASM_MODULE",
+        built: BUILT_MODULE,
+    }
+}
+
+fn opa_kind() -> Kind {
+    Kind {
+        what: "OPA-ABI module",
+        #[cfg(apart_embedded_opa_module)]
+        embedded: Some(include_bytes!(env!("APART_EMBEDDED_OPA_MODULE"))),
+        #[cfg(not(apart_embedded_opa_module))]
+        embedded: None,
+        variable: "APART_OPA_MODULE",
+        built: BUILT_OPA_MODULE,
+    }
+}
+
+/// The module bytes: an explicit path, else the embedded module, else the one the
+/// environment variable names, else the build output next to the running binary's target
+/// directory (`target/<profile>/apart` → `target/...`).
+fn load_kind(kind: &Kind, explicit: Option<&Path>) -> Result<Cow<'static, [u8]>, String> {
     if let Some(path) = explicit {
         return std::fs::read(path)
             .map(Into::into)
             .map_err(|e| format!("cannot read module {}: {e}", path.display()));
     }
-    if let Some(bytes) = embedded_opa() {
+    if let Some(bytes) = kind.embedded {
         return Ok(bytes.into());
     }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("APART_OPA_MODULE")
+    let mut candidates: Vec<PathBuf> = std::env::var_os(kind.variable)
         .map(PathBuf::from)
         .into_iter()
         .collect();
@@ -52,49 +68,29 @@ pub fn load_opa(explicit: Option<&Path>) -> Result<std::borrow::Cow<'static, [u8
         .ok()
         .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
     {
-        candidates.push(target.join("opa/apart_opa.wasm"));
+        let in_target = Path::new(kind.built)
+            .strip_prefix("target")
+            .unwrap_or(Path::new(kind.built));
+        candidates.push(target.join(in_target));
     }
-    for path in candidates {
-        if let Ok(bytes) = std::fs::read(&path) {
-            return Ok(bytes.into());
-        }
-    }
-    Err("no OPA-ABI module: run `cargo xtask build` (it embeds the module in target/release/apart), or pass --module PATH".to_owned())
+    candidates
+        .iter()
+        .find_map(|path| std::fs::read(path).ok())
+        .map(Into::into)
+        .ok_or_else(|| {
+            format!(
+                "no {}: run `cargo xtask build` (it embeds the module in target/release/apart), or pass --module PATH",
+                kind.what
+            )
+        })
 }
 
-/// Where `cargo xtask build` leaves the module, relative to the workspace.
-pub const BUILT_MODULE: &str = "target/wasm32-wasip1/wasm/apart_wasm.wasm";
-
-/// Candidate locations: `APART_WASM_MODULE`, then the build output next to the running
-/// binary's target directory.
-pub fn candidates() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(p) = std::env::var_os("APART_WASM_MODULE") {
-        out.push(PathBuf::from(p));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        // target/<profile>/apart -> target/wasm32-wasip1/wasm/apart_wasm.wasm
-        if let Some(target) = exe.parent().and_then(Path::parent) {
-            out.push(target.join("wasm32-wasip1/wasm/apart_wasm.wasm"));
-        }
-    }
-    out
+/// The Kubewarden waPC module.
+pub fn load(explicit: Option<&Path>) -> Result<Cow<'static, [u8]>, String> {
+    load_kind(&wapc_kind(), explicit)
 }
 
-/// The module bytes: an explicit path, else the embedded module, else a built one.
-pub fn load(explicit: Option<&Path>) -> Result<std::borrow::Cow<'static, [u8]>, String> {
-    if let Some(path) = explicit {
-        return std::fs::read(path)
-            .map(Into::into)
-            .map_err(|e| format!("cannot read module {}: {e}", path.display()));
-    }
-    if let Some(bytes) = embedded() {
-        return Ok(bytes.into());
-    }
-    for path in candidates() {
-        if let Ok(bytes) = std::fs::read(&path) {
-            return Ok(bytes.into());
-        }
-    }
-    Err("no policy module: run `cargo xtask build` (it embeds the module in target/release/apart), or pass --module PATH".to_owned())
+/// The OPA-ABI module (for `apart build --mode gatekeeper`).
+pub fn load_opa(explicit: Option<&Path>) -> Result<Cow<'static, [u8]>, String> {
+    load_kind(&opa_kind(), explicit)
 }

@@ -37,7 +37,7 @@ macro_rules! fail {
 fn opa_module_path() -> PathBuf {
     std::env::var_os("APART_OPA_MODULE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/opa/apart_opa.wasm"))
+        .unwrap_or_else(|| root().join(apart_host::module::BUILT_OPA_MODULE))
 }
 
 fn opa_module_bytes() -> Vec<u8> {

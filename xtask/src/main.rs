@@ -6,8 +6,9 @@
 //! - `build`: the Kubewarden module (wasm32-wasip1, release), then the CLI with that exact
 //!   module embedded: afterwards `target/release/apart` works with no flags. Also the OPA-ABI
 //!   module (wasm32-unknown-unknown), with its ABI version globals added after linking.
-//! - `ci`: setup, format check, clippy (`-D warnings`, host and wasm), then every test against
-//!   the module just built. One release profile throughout, so wasmtime is compiled once.
+//! - `ci`: setup, format check, the modules, one release build of the host side (the CLI and
+//!   every test), clippy (`-D warnings`, host and wasm), then every test against the modules
+//!   just built. One release profile throughout, so wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
 
 use std::path::{Path, PathBuf};
@@ -241,7 +242,13 @@ fn ci() -> Result {
     // machine too.
     setup()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    build()?;
+    build_module()?;
+    build_opa_module()?;
+    // One release build of the host side, with the features the tests' dev-dependencies
+    // unify in: it also leaves target/release/apart (the integration tests need the binary),
+    // so wasmtime is compiled once. A separate `cargo build -p apart` would resolve other
+    // features and compile wasmtime a second time.
+    run(cargo_with_module().args(["test", "--workspace", "--release", "--no-run"]))?;
     run(cargo_with_module().args([
         "clippy",
         "--workspace",
