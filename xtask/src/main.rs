@@ -164,16 +164,23 @@ fn debian_packages() -> Result {
     Ok(())
 }
 
-fn build_module() -> Result {
+/// Builds a guest crate for its target and profile; returns where cargo left the module.
+fn build_guest(package: &str, target: &str, profile: &str) -> Result<PathBuf> {
     run(cargo().args([
         "build",
         "--package",
-        GUEST,
+        package,
         "--target",
-        WASM_TARGET,
+        target,
         "--profile",
-        WASM_PROFILE,
+        profile,
     ]))?;
+    let file = format!("{}.wasm", package.replace('-', "_"));
+    Ok(root().join("target").join(target).join(profile).join(file))
+}
+
+fn build_module() -> Result {
+    build_guest(GUEST, WASM_TARGET, WASM_PROFILE)?;
     let size = std::fs::metadata(module_path())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -189,20 +196,7 @@ fn opa_module_path() -> PathBuf {
 /// Builds the OPA-ABI module and adds the `opa_wasm_abi_version` globals, which Rust cannot
 /// define, to a copy (the linker's output stays cargo's).
 fn build_opa_module() -> Result {
-    run(cargo().args([
-        "build",
-        "--package",
-        OPA_GUEST,
-        "--target",
-        OPA_TARGET,
-        "--profile",
-        OPA_PROFILE,
-    ]))?;
-    let linked = root()
-        .join("target")
-        .join(OPA_TARGET)
-        .join(OPA_PROFILE)
-        .join("apart_opa.wasm");
+    let linked = build_guest(OPA_GUEST, OPA_TARGET, OPA_PROFILE)?;
     let bytes = std::fs::read(&linked).map_err(|e| format!("{}: {e}", linked.display()))?;
     let module =
         opa_abi::add_version_globals(&bytes).map_err(|e| format!("{}: {e}", linked.display()))?;
