@@ -39,7 +39,7 @@ pub enum Diagnostic {
     Usage(String),
     /// A registry push or pull that failed (`apart push`, `apart pull`).
     #[error(transparent)]
-    Registry(#[from] crate::oci::OciError),
+    Registry(#[from] crate::ship::oci::OciError),
 }
 
 impl Diagnostic {

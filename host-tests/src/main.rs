@@ -6,12 +6,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use apart_host::check::{self, Policies};
+use apart_host::commands::check::{self, Policies};
+use apart_host::commands::fix;
 use apart_host::diagnostic::Diagnostic;
+use apart_host::host::module;
+use apart_host::host::replay::{Replay, ReplayError};
+use apart_host::host::wapc::PolicyModule;
+use apart_host::manifests;
 use apart_host::output::{self, Format};
-use apart_host::replay::{Replay, ReplayError};
-use apart_host::wapc::PolicyModule;
-use apart_host::{fix, kubewarden, manifests, module, oci, yaml_edit};
+use apart_host::ship::{kubewarden, oci};
+use apart_policy::source::edit;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -108,10 +112,10 @@ enum Command {
     },
     /// Where the live cluster runs subjects and peers on one failure domain, and what each
     /// domain's loss takes down together (exit 1 when a rule is violated).
-    Audit(apart_host::audit::AuditArgs),
+    Audit(apart_host::commands::audit::AuditArgs),
     /// What kube-scheduler's InterPodAffinity plugin decides for a pod on a cluster snapshot:
     /// feasible nodes, why the others are not, normalized scores (exit 1 when none is feasible).
-    Simulate(apart_host::simulate::SimulateArgs),
+    Simulate(apart_host::commands::simulate::SimulateArgs),
     /// Push a policy module to an OCI registry as kwctl does; prints the manifest digest.
     ///
     /// Credentials: APART_REGISTRY_USERNAME/APART_REGISTRY_PASSWORD, else the Docker config.
@@ -178,12 +182,13 @@ fn read_document(path: &std::path::Path) -> Result<serde_json::Value, Diagnostic
     let src = sources
         .first()
         .ok_or_else(|| Diagnostic::Usage(format!("{}: nothing to read", path.display())))?;
-    let docs = apart_policy::source::parse_documents(&src.text).map_err(|e| Diagnostic::Input {
-        file: src.name.clone(),
-        line: e.position.line,
-        column: e.position.column,
-        message: e.message,
-    })?;
+    let docs =
+        apart_policy::source::read::parse_documents(&src.text).map_err(|e| Diagnostic::Input {
+            file: src.name.clone(),
+            line: e.position.line,
+            column: e.position.column,
+            message: e.message,
+        })?;
     docs.into_iter()
         .next()
         .map(|d| d.value)
@@ -248,7 +253,7 @@ fn build(
     if mode == kubewarden::Mode::KubewardenWapc {
         // The baked module must load as policy-server loads it: with empty settings.
         let check = PolicyModule::new(&baked).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
-        let answer = apart_host::evaluator::Evaluator::validate_settings(&check, b"{}")
+        let answer = apart_host::host::evaluator::Evaluator::validate_settings(&check, b"{}")
             .map_err(|e| Diagnostic::Module(e.to_string()))?;
         if !answer.valid {
             return Err(Diagnostic::Module(format!(
@@ -266,10 +271,10 @@ fn build(
         .unwrap_or("policy");
     let cap = dir.join(format!("{stem}.clusteradmissionpolicy.yaml"));
     let doc = kubewarden::cluster_admission_policy(name, module_ref, &metadata);
-    write_file(&cap, yaml_edit::to_yaml(&doc).as_bytes())?;
+    write_file(&cap, edit::to_yaml(&doc).as_bytes())?;
     let pkg = dir.join("artifacthub-pkg.yml");
     let doc = kubewarden::artifacthub_pkg(name, module_ref, &metadata);
-    write_file(&pkg, yaml_edit::to_yaml(&doc).as_bytes())?;
+    write_file(&pkg, edit::to_yaml(&doc).as_bytes())?;
     let count = policies.set.policies().len();
     eprintln!(
         "apart: wrote {} ({} bytes, {count} {} baked), {} and {}",
@@ -316,7 +321,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                 }
                 Format::Text => {
                     let as_value = serde_json::to_value(&inspection).unwrap_or_default();
-                    yaml_edit::to_yaml(&as_value)
+                    edit::to_yaml(&as_value)
                 }
             };
             stdout.write_all(text.as_bytes()).map_err(io)?;
@@ -329,7 +334,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             replay,
         } => {
             let review = read_document(&request)?;
-            let request = apart_host::run::admission_request(review)
+            let request = apart_host::commands::run::admission_request(review)
                 .map_err(|e| Diagnostic::Usage(format!("{}: {e}", request.display())))?;
             let settings = match &settings {
                 Some(path) => read_document(path)?,
@@ -341,14 +346,14 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             if let Some(path) = &replay {
                 policy = policy.with_replay(Replay::read(path).map_err(replay_error)?);
             }
-            let response = apart_host::run::run(&policy, &request, &settings)
+            let response = apart_host::commands::run::run(&policy, &request, &settings)
                 .map_err(|e| Diagnostic::Module(e.to_string()))?;
             let text = serde_json::to_string_pretty(&response).unwrap_or_default() + "\n";
             stdout.write_all(text.as_bytes()).map_err(io)?;
             Ok(0)
         }
-        Command::Audit(args) => apart_host::audit::run(&args, &mut stdout),
-        Command::Simulate(args) => apart_host::simulate::run(&args, &mut stdout),
+        Command::Audit(args) => apart_host::commands::audit::run(&args, &mut stdout),
+        Command::Simulate(args) => apart_host::commands::simulate::run(&args, &mut stdout),
         Command::Push {
             module,
             target,
@@ -369,7 +374,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
         }
         Command::Gatekeeper { policies, output } => {
             let policies = Policies::read(&policies)?;
-            for path in apart_host::gatekeeper::write_dir(&policies.set, &output)? {
+            for path in apart_host::ship::gatekeeper::write_dir(&policies.set, &output)? {
                 writeln!(stdout, "{}", path.display()).map_err(io)?;
             }
             Ok(0)

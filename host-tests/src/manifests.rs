@@ -7,8 +7,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use apart_policy::path::JsonPath;
-use apart_policy::source::{self, Document};
+use apart_policy::source::path::JsonPath;
+use apart_policy::source::read::{self, Document};
 use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
@@ -28,7 +28,7 @@ pub struct Source {
 impl Source {
     /// Was it JSON (so output stays JSON)?
     pub fn is_json(&self) -> bool {
-        source::looks_like_json(&self.text)
+        read::looks_like_json(&self.text)
     }
 }
 
@@ -112,7 +112,7 @@ pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>, Diagnostic> {
     Ok(sources)
 }
 
-fn input_error(source: &Source, position: source::Position, message: String) -> Diagnostic {
+fn input_error(source: &Source, position: read::Position, message: String) -> Diagnostic {
     Diagnostic::Input {
         file: source.name.clone(),
         line: position.line,
@@ -125,7 +125,7 @@ fn input_error(source: &Source, position: source::Position, message: String) -> 
 pub fn objects(sources: &[Source]) -> Result<Vec<Manifest>, Diagnostic> {
     let mut out = Vec::new();
     for (index, src) in sources.iter().enumerate() {
-        let docs = source::parse_documents(&src.text)
+        let docs = read::parse_documents(&src.text)
             .map_err(|e| input_error(src, e.position, e.message))?;
         for Document {
             value,
@@ -134,7 +134,7 @@ pub fn objects(sources: &[Source]) -> Result<Vec<Manifest>, Diagnostic> {
         } in docs
         {
             let position = |base: &JsonPath| {
-                source::locate(&src.text, document, base).map_or(start, |s| s.start)
+                read::locate(&src.text, document, base).map_or(start, |s| s.start)
             };
             let is_list = value
                 .get("kind")
@@ -169,7 +169,7 @@ pub fn objects(sources: &[Source]) -> Result<Vec<Manifest>, Diagnostic> {
     Ok(out)
 }
 
-fn check_object(src: &Source, object: &Value, at: source::Position) -> Result<(), Diagnostic> {
+fn check_object(src: &Source, object: &Value, at: read::Position) -> Result<(), Diagnostic> {
     let Value::Object(map) = object else {
         return Err(input_error(
             src,

@@ -3,7 +3,7 @@
 use apart_policy::Severity;
 use serde_json::json;
 
-use crate::check::Outcome;
+use crate::commands::check::Outcome;
 
 /// `--output` formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

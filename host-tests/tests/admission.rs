@@ -13,10 +13,11 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use apart_host::check::Policies;
-use apart_host::evaluator::Evaluator;
-use apart_host::wapc::{CallError, PolicyModule};
-use apart_host::{kubewarden, run};
+use apart_host::commands::check::Policies;
+use apart_host::commands::run;
+use apart_host::host::evaluator::Evaluator;
+use apart_host::host::wapc::{CallError, PolicyModule};
+use apart_host::ship::kubewarden;
 use serde_json::{Value, json};
 use support::{
     apart, assert_no_failures, built_module, case_dirs, check_json_golden, read_json, root,

@@ -7,8 +7,8 @@ mod support;
 
 use std::path::Path;
 
-use apart_host::audit::{self, AuditFormat};
-use apart_host::check::Policies;
+use apart_host::commands::audit::{self, AuditFormat};
+use apart_host::commands::check::Policies;
 use serde_json::{Value, json};
 use support::{assert_no_failures, case_dirs, check_golden, corpus, files, named, root, run_cli};
 
@@ -37,7 +37,7 @@ fn run_case(dir: &Path) -> (String, Option<String>) {
         Ok(c) => c,
         Err(e) => return error(e),
     };
-    let report = apart_policy::audit::audit(&policies.set, &cluster);
+    let report = apart_policy::placement::audit::audit(&policies.set, &cluster);
     let name = relative(&name);
     (
         audit::render(&report, AuditFormat::Json, &name),

@@ -9,8 +9,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use apart_host::audit::{self, AuditFormat, HIGHLIGHT, PALETTE};
-use apart_host::check::Policies;
+use apart_host::commands::audit::{self, AuditFormat, HIGHLIGHT, PALETTE};
+use apart_host::commands::check::Policies;
 use support::root;
 
 const WIDTH: u32 = 1400;
@@ -37,7 +37,7 @@ fn screenshot(name: &str, policy: &str, cluster: &str) -> (PathBuf, u32, u32, Ve
     std::fs::create_dir_all(&dir).expect("output folder");
     let policies = Policies::read(&[root().join(policy)]).expect("policy");
     let (_, snapshot) = audit::read_cluster(&root().join(cluster)).expect("cluster");
-    let report = apart_policy::audit::audit(&policies.set, &snapshot);
+    let report = apart_policy::placement::audit::audit(&policies.set, &snapshot);
     let page = audit::render(&report, AuditFormat::Html, cluster);
     assert!(
         !page.contains("<script") && !page.contains(" src=") && !page.contains("url("),

@@ -12,9 +12,10 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use apart_host::check::{self, Outcome, Policies};
-use apart_host::evaluator::{Evaluator, Native};
-use apart_host::{fix, manifests};
+use apart_host::commands::check::{self, Outcome, Policies};
+use apart_host::commands::fix;
+use apart_host::host::evaluator::{Evaluator, Native};
+use apart_host::manifests;
 use serde_json::{Value, json};
 use support::{
     assert_no_failures, case_dirs, check_golden, check_json_golden, compiled_module, files,
@@ -213,7 +214,7 @@ fn corpus_covers_every_code_and_kind() {
     for code in apart_policy::Code::ALL {
         assert!(codes.contains(code.as_str()), "no case produces {code}");
     }
-    for (_, kind) in apart_policy::object::workload_kinds() {
+    for (_, kind) in apart_policy::kube::object::workload_kinds() {
         assert!(kinds.contains(kind), "no case has a finding on a {kind}");
         assert!(mutated_kinds.contains(kind), "no case mutates a {kind}");
     }

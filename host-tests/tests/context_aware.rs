@@ -17,10 +17,11 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use apart_host::evaluator::{EvalError, Evaluator, Native};
-use apart_host::replay::{HostCall, Replay, ReplayHost};
-use apart_host::wapc::PolicyModule;
-use apart_host::{kubewarden, run};
+use apart_host::commands::run;
+use apart_host::host::evaluator::{EvalError, Evaluator, Native};
+use apart_host::host::replay::{HostCall, Replay, ReplayHost};
+use apart_host::host::wapc::PolicyModule;
+use apart_host::ship::kubewarden;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use serde_json::{Value, json};
@@ -226,8 +227,9 @@ fn the_metadata_grants_every_resource_the_module_asks_for() {
         asked.contains("v1/Namespace"),
         "a case lists namespaces: {asked:?}"
     );
-    let policies = apart_host::check::Policies::read(&[root().join("examples/seed/policy.yaml")])
-        .expect("the seed policy reads");
+    let policies =
+        apart_host::commands::check::Policies::read(&[root().join("examples/seed/policy.yaml")])
+            .expect("the seed policy reads");
     let granted: BTreeSet<String> = kubewarden::metadata_for(&policies.set)
         .context_aware_resources
         .iter()
@@ -236,7 +238,7 @@ fn the_metadata_grants_every_resource_the_module_asks_for() {
     assert_eq!(granted, asked, "apart build's metadata");
     // The module's own metadata (for `kwctl annotate`) says the same.
     let text = std::fs::read_to_string(root().join("wasm/metadata.yml")).expect("metadata.yml");
-    let doc = apart_policy::source::parse_documents(&text).expect("YAML");
+    let doc = apart_policy::source::read::parse_documents(&text).expect("YAML");
     let listed: BTreeSet<String> = doc[0].value["contextAwareResources"]
         .as_array()
         .into_iter()

@@ -14,9 +14,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use apart_host::check::{self, Policies};
-use apart_host::evaluator::Native;
-use apart_host::{gatekeeper, manifests};
+use apart_host::commands::check::{self, Policies};
+use apart_host::host::evaluator::Native;
+use apart_host::manifests;
+use apart_host::ship::gatekeeper;
 use apart_policy::{PolicySet, Severity};
 use serde_json::{Value, json};
 use support::{assert_no_failures, bless, case_dirs, files, root, run_cli};

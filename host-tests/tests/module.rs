@@ -3,7 +3,7 @@
 
 mod support;
 
-use apart_host::evaluator::Evaluator;
+use apart_host::host::evaluator::Evaluator;
 use serde_json::{Value, json};
 use support::{built_module, compiled_module, root};
 

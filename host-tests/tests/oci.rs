@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use apart_host::kubewarden;
-use apart_host::oci::{self, Credentials, OciError, Options, Target};
+use apart_host::ship::kubewarden;
+use apart_host::ship::oci::{self, Credentials, OciError, Options, Target};
 use serde_json::Value;
 use support::{built_module, built_module_path, root};
 
@@ -940,10 +940,10 @@ fn pull_takes_kwctl_manifests_and_refuses_other_artifacts() {
 /// `apart check` reports for them with the embedded module and the policy file.
 #[test]
 fn a_baked_module_from_the_registry_decides_as_apart_check() {
-    use apart_host::check::{self, Policies};
-    use apart_host::evaluator::Evaluator;
+    use apart_host::commands::check::{self, Policies};
+    use apart_host::host::evaluator::Evaluator;
+    use apart_host::host::wapc::PolicyModule;
     use apart_host::manifests;
-    use apart_host::wapc::PolicyModule;
 
     let policies =
         Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");

@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use apart_host::check::{self, Policies};
+use apart_host::commands::check::{self, Policies};
 use apart_host::manifests;
 use serde_json::{Value, json};
 use support::{assert_no_failures, case_dirs, compiled_module, files, root};
@@ -37,7 +37,7 @@ macro_rules! fail {
 fn opa_module_path() -> PathBuf {
     std::env::var_os("APART_OPA_MODULE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(apart_host::module::BUILT_OPA_MODULE))
+        .unwrap_or_else(|| root().join(apart_host::host::module::BUILT_OPA_MODULE))
 }
 
 fn opa_module_bytes() -> Vec<u8> {
@@ -626,7 +626,7 @@ fn the_official_npm_sdk_gets_the_same_decisions() {
 /// given the policy as settings; parameters with policies replace the baked ones.
 #[test]
 fn a_module_baked_for_gatekeeper_mode_enforces_its_policies_with_empty_parameters() {
-    use apart_host::kubewarden::{self, Mode};
+    use apart_host::ship::kubewarden::{self, Mode};
 
     let policies = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed");
     let baked =

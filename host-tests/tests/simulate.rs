@@ -12,7 +12,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use apart_host::simulate::{self, SimulateArgs, SimulateFormat};
+use apart_host::commands::simulate::{self, SimulateArgs, SimulateFormat};
 use serde_json::{Value, json};
 use support::{assert_no_failures, case_dirs, check_golden, corpus, files, named, root, run_cli};
 
@@ -45,7 +45,7 @@ fn args(dir: &Path, output: SimulateFormat) -> SimulateArgs {
         output,
         hard_pod_affinity_weight: options["hardPodAffinityWeight"]
             .as_i64()
-            .unwrap_or(apart_policy::simulate::DEFAULT_HARD_POD_AFFINITY_WEIGHT),
+            .unwrap_or(apart_policy::placement::simulate::DEFAULT_HARD_POD_AFFINITY_WEIGHT),
         ignore_preferred_terms_of_existing_pods: options["ignorePreferredTermsOfExistingPods"]
             .as_bool()
             .unwrap_or(false),

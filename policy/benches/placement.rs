@@ -13,9 +13,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use apart_policy::PolicySet;
-use apart_policy::audit;
-use apart_policy::cluster::Cluster;
-use apart_policy::simulate::{self, IncomingPod, Options};
+use apart_policy::kube::cluster::Cluster;
+use apart_policy::placement::audit;
+use apart_policy::placement::simulate::{self, IncomingPod, Options};
 use serde::de::IgnoredAny;
 
 /// Median time per call, over at least `runs` calls and about `budget` in total.

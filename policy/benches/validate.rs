@@ -6,8 +6,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use apart_policy::PolicySet;
 use apart_policy::admission::{self, ValidationRequest};
-use apart_policy::{PolicySet, source};
+use apart_policy::source::read;
 use serde::de::IgnoredAny;
 
 const POLICY: &str = include_str!("../../examples/seed/policy.yaml");
@@ -59,7 +60,7 @@ fn main() {
         .expect("seed policy");
         p
     };
-    let violating = source::parse_yaml(STATEFULSET)
+    let violating = read::parse_yaml(STATEFULSET)
         .expect("statefulset")
         .remove(0)
         .value;

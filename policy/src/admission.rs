@@ -9,15 +9,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::object::ObjectView;
-use crate::path::{JsonPath, Segment};
+use crate::kube::object::ObjectView;
+use crate::source::path::{JsonPath, Segment};
 
-use crate::affinity::NamespaceFacts;
-use crate::colocation::{self, KubernetesHost};
 use crate::error::ObjectError;
-use crate::evaluate::Context;
-use crate::finding::{Finding, Severity};
-use crate::policy::PolicySet;
+use crate::kube::affinity::NamespaceFacts;
+use crate::placement::colocation::{self, KubernetesHost};
+use crate::rules::evaluate::Context;
+use crate::rules::finding::{Finding, Severity};
+use crate::rules::policy::PolicySet;
 
 /// The audit annotation that carries the findings as JSON.
 pub const FINDINGS_ANNOTATION: &str = "apart.dev/findings";

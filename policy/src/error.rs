@@ -1,7 +1,7 @@
 //! The engine's errors. Each names where the problem is (file and line, or a settings path)
 //! and what was expected.
 
-use crate::path::JsonPath;
+use crate::source::path::JsonPath;
 
 /// A policy that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

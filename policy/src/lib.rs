@@ -48,31 +48,18 @@
 )]
 
 pub mod admission;
-pub mod affinity;
-pub mod audit;
-pub mod baked;
-pub mod cluster;
-pub mod colocation;
 mod error;
-mod evaluate;
-mod finding;
-mod mutate;
-pub mod names;
-pub mod object;
-pub mod path;
-mod policy;
-pub mod selector;
-mod set;
-pub mod simulate;
-#[cfg(feature = "yaml")]
+pub mod kube;
+pub mod placement;
+pub mod rules;
 pub mod source;
 
-pub use affinity::NamespaceFacts;
 pub use error::{InvalidField, ObjectError, PolicyError};
-pub use evaluate::{Context, Evaluation};
-pub use finding::{Code, Finding, ObjectRef, PatchOp, Severity};
-pub use policy::{
+pub use kube::affinity::NamespaceFacts;
+pub use rules::evaluate::{Context, Evaluation};
+pub use rules::finding::{Code, Finding, ObjectRef, PatchOp, Severity};
+pub use rules::policy::{
     API_VERSION, Action, HOSTNAME, KIND, PeerGroup, Policy, PolicyDocument, PolicySet, Settings,
     Strength, ValueTarget,
 };
-pub use set::SetMember;
+pub use rules::set::SetMember;

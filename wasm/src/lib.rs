@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, FINDINGS_ANNOTATION, ValidationRequest, Verdict};
-use apart_policy::baked::BakedRegion;
-use apart_policy::colocation::KubernetesHost;
+use apart_policy::placement::colocation::KubernetesHost;
+use apart_policy::rules::baked::BakedRegion;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use wapc_guest::{CallResult, register_function};
@@ -52,7 +52,7 @@ fn with_policies<T>(settings: &[u8], f: impl FnOnce(&Result<PolicySet, String>) 
     })
 }
 
-/// Where `apart build` writes baked policies (see [`apart_policy::baked`]).
+/// Where `apart build` writes baked policies (see [`apart_policy::rules::baked`]).
 #[used]
 static BAKED: BakedRegion = BakedRegion::EMPTY;
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use apart_host::wapc::PolicyModule;
+use apart_host::host::wapc::PolicyModule;
 use serde_json::Value;
 
 /// The workspace root.
@@ -33,7 +33,7 @@ pub fn bless() -> bool {
 pub fn built_module_path() -> PathBuf {
     std::env::var_os("APART_WASM_MODULE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(apart_host::module::BUILT_MODULE))
+        .unwrap_or_else(|| root().join(apart_host::host::module::BUILT_MODULE))
 }
 
 /// The built module's bytes.

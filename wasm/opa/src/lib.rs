@@ -14,14 +14,14 @@
 
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, ValidationRequest};
-use apart_policy::baked::BakedRegion;
+use apart_policy::rules::baked::BakedRegion;
 use apart_policy::{Finding, Severity};
 use serde_json::{Map, Value, json};
 
 #[cfg(target_arch = "wasm32")]
 pub mod abi;
 
-/// Where `apart build --mode gatekeeper` writes baked policies (see [`apart_policy::baked`]).
+/// Where `apart build --mode gatekeeper` writes baked policies (see [`apart_policy::rules::baked`]).
 #[used]
 static BAKED: BakedRegion = BakedRegion::EMPTY;
 

@@ -3,14 +3,14 @@
 //! that deploy the result (`ClusterAdmissionPolicy`, `artifacthub-pkg.yml`).
 //!
 //! Baking needs no Rust toolchain: the module carries an empty, fixed-size region (see
-//! `apart_policy::baked`) that is overwritten in place, so the module's structure does
+//! `apart_policy::rules::baked`) that is overwritten in place, so the module's structure does
 //! not change; the metadata is an appended custom section. Both are read back by
 //! [`inspect`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use apart_policy::baked::{CAPACITY as BAKED_CAPACITY, MAGIC as BAKED_MAGIC};
+use apart_policy::rules::baked::{CAPACITY as BAKED_CAPACITY, MAGIC as BAKED_MAGIC};
 use apart_policy::{Action, PolicySet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -112,7 +112,7 @@ fn resource_of(kind: &str) -> String {
 pub fn rules_for(policies: &PolicySet) -> Vec<Rule> {
     // (group, version) -> resources, in a stable order.
     let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (group, kind) in apart_policy::object::workload_kinds() {
+    for (group, kind) in apart_policy::kube::object::workload_kinds() {
         groups
             .entry((group.to_owned(), "v1".to_owned()))
             .or_default()
@@ -224,7 +224,7 @@ pub fn metadata_for_mode(policies: &PolicySet, mode: Mode) -> Metadata {
         annotations,
         mutating,
         background_audit: true,
-        // What the co-location check of a running Pod reads (apart_policy::colocation); the
+        // What the co-location check of a running Pod reads (apart_policy::placement::colocation); the
         // OPA-ABI module makes no host call.
         context_aware_resources: match mode {
             Mode::KubewardenWapc => ["Pod", "Node", "Namespace"]

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::path::JsonPath;
+use crate::source::path::JsonPath;
 
 /// How bad a finding is. Error findings fail `apart check` and reject at admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 
-use crate::wapc::{CallError, PolicyModule};
+use crate::host::wapc::{CallError, PolicyModule};
 
 /// Why an evaluation produced no answer.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 //! policy protects, [`check`] asks the host (Kubewarden's `kubernetes` capabilities) for the
 //! pod's node, the nodes of its failure domain and the pods on them, and reports every peer
 //! there as a [`Code::CoLocated`] finding. This is the per-pod check used at admission; the
-//! cluster-wide view is [`crate::audit`].
+//! cluster-wide view is [`crate::placement::audit`].
 //!
 //! The engine does no I/O: the host calls go through [`KubernetesHost`], which the guest
 //! implements with waPC `host_call` and tests implement with recorded answers. The requests
@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterPod, Node};
-use crate::finding::{Code, Finding, ObjectRef};
-use crate::path::JsonPath;
-use crate::policy::{HOSTNAME, Policy, PolicySet};
+use crate::kube::cluster::{Cluster, ClusterPod, Node};
+use crate::rules::finding::{Code, Finding, ObjectRef};
+use crate::rules::policy::{HOSTNAME, Policy, PolicySet};
+use crate::source::path::JsonPath;
 
 /// The `kubernetes` capability that reads one object.
 pub const GET_RESOURCE: &str = "get_resource";

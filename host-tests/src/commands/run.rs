@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::evaluator::Evaluator;
+use crate::host::evaluator::Evaluator;
 
 /// Why a request cannot be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum RunError {
     Settings(String),
     /// The module call failed (trap, deadline, bad answer).
     #[error(transparent)]
-    Eval(#[from] crate::evaluator::EvalError),
+    Eval(#[from] crate::host::evaluator::EvalError),
 }
 
 /// `status` of a rejection.

@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 
 use apart_policy::admission::FINDINGS_ANNOTATION;
-use apart_policy::path::JsonPath;
-use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, Severity, source};
+use apart_policy::source::path::JsonPath;
+use apart_policy::source::read;
+use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, Severity};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::diagnostic::Diagnostic;
-use crate::evaluator::Evaluator;
+use crate::host::evaluator::Evaluator;
 use crate::manifests::{self, Manifest, Source};
 
 /// Policies read from files, with where each came from.
@@ -151,7 +152,7 @@ pub fn validation_request(
 }
 
 fn line_of(src: &Source, document: usize, path: &JsonPath) -> Option<usize> {
-    source::locate_nearest(&src.text, document, path).map(|s| s.start.line)
+    read::locate_nearest(&src.text, document, path).map(|s| s.start.line)
 }
 
 fn report(f: Finding, file: &str, line: Option<usize>, manifest: Option<usize>) -> Reported {

@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::affinity::Affinity;
 use crate::error::ObjectError;
-use crate::finding::ObjectRef;
-use crate::path::JsonPath;
-use crate::policy::ValueTarget;
+use crate::kube::affinity::Affinity;
+use crate::rules::finding::ObjectRef;
+use crate::rules::policy::ValueTarget;
+use crate::source::path::JsonPath;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -99,7 +99,10 @@ pub struct ObjectView<'a> {
 impl ObjectView<'_> {
     /// The pod, when this is a `v1/Pod` bound to a node that has not terminated: what the
     /// co-location check looks at. Other objects answer `None` after two comparisons.
-    pub fn bound_pod(&self, default_namespace: &str) -> Option<crate::colocation::Subject> {
+    pub fn bound_pod(
+        &self,
+        default_namespace: &str,
+    ) -> Option<crate::placement::colocation::Subject> {
         if self.kind.as_deref() != Some("Pod") || self.api_version.as_deref() != Some("v1") {
             return None;
         }
@@ -116,7 +119,7 @@ impl ObjectView<'_> {
             return None;
         }
         let metadata = self.metadata.as_ref();
-        Some(crate::colocation::Subject {
+        Some(crate::placement::colocation::Subject {
             name: metadata
                 .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
                 .unwrap_or_default(),

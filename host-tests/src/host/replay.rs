@@ -40,7 +40,7 @@
 
 use std::path::Path;
 
-use apart_policy::colocation::KubernetesHost;
+use apart_policy::placement::colocation::KubernetesHost;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -204,12 +204,12 @@ impl Replay {
             column,
             message,
         };
-        let docs = apart_policy::source::parse_documents(text)
+        let docs = apart_policy::source::read::parse_documents(text)
             .map_err(|e| invalid(e.position.line, e.position.column, e.message))?;
         let mut exchanges = Vec::new();
         for doc in docs {
-            let at = |path: &apart_policy::path::JsonPath| {
-                apart_policy::source::locate_nearest(text, doc.index, path)
+            let at = |path: &apart_policy::source::path::JsonPath| {
+                apart_policy::source::read::locate_nearest(text, doc.index, path)
                     .map_or((doc.start.line, doc.start.column), |s| {
                         (s.start.line, s.start.column)
                     })
@@ -222,7 +222,7 @@ impl Replay {
                 ));
             };
             for (i, item) in items.iter().enumerate() {
-                let base = apart_policy::path::JsonPath::root().index(i);
+                let base = apart_policy::source::path::JsonPath::root().index(i);
                 let parsed = ExchangeDoc::deserialize(item).map_err(|e| {
                     let (line, column) = at(&base);
                     invalid(line, column, format!("exchange {i}: {e}"))
@@ -290,7 +290,7 @@ fn parse_request(text: &str) -> Result<(&'static str, &'static str, Map<String, 
             known.join(", ")
         ));
     };
-    let docs = apart_policy::source::parse_documents(fields)
+    let docs = apart_policy::source::read::parse_documents(fields)
         .map_err(|e| format!("the fields of {name}: {e}"))?;
     let map = match docs.into_iter().next().map(|d| d.value) {
         None => Map::new(),

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names;
-use crate::path::JsonPath;
+use crate::kube::names;
+use crate::source::path::JsonPath;
 
 /// A `metav1.LabelSelector` as written in a manifest or a policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

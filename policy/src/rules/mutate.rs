@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::finding::PatchOp;
-use crate::path::{JsonPath, Segment};
+use crate::rules::finding::PatchOp;
+use crate::source::path::{JsonPath, Segment};
 
 /// How to repair one rule's findings on one pod source.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use crate::replay::{HostCall, Replay};
+use crate::host::replay::{HostCall, Replay};
 
 use wasmtime::{
     Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Module, Store,

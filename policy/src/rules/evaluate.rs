@@ -10,12 +10,12 @@
 
 use serde_json::{Value, json};
 
-use crate::affinity::{self, NamespaceFacts, PodFacts, Term};
 use crate::error::ObjectError;
-use crate::finding::{Code, Finding, ObjectRef};
-use crate::mutate::{self, Plan, Repair};
-use crate::object::{self, AffinitySlot, ObjectView, Origin, PodSource};
-use crate::policy::{Action, PeerGroup, Policy, PolicySet, Strength};
+use crate::kube::affinity::{self, NamespaceFacts, PodFacts, Term};
+use crate::kube::object::{self, AffinitySlot, ObjectView, Origin, PodSource};
+use crate::rules::finding::{Code, Finding, ObjectRef};
+use crate::rules::mutate::{self, Plan, Repair};
+use crate::rules::policy::{Action, PeerGroup, Policy, PolicySet, Strength};
 
 /// What evaluation needs besides the object.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +48,7 @@ impl Evaluation {
 
 /// Well-known nested failure domains, narrowest first.
 const DOMAINS: [&str; 3] = [
-    crate::policy::HOSTNAME,
+    crate::rules::policy::HOSTNAME,
     "topology.kubernetes.io/zone",
     "topology.kubernetes.io/region",
 ];
@@ -224,7 +224,7 @@ struct Check<'p> {
 }
 
 impl Check<'_> {
-    fn finding(&mut self, code: Code, path: &crate::path::JsonPath, message: String) {
+    fn finding(&mut self, code: Code, path: &crate::source::path::JsonPath, message: String) {
         self.findings.push(Finding::new(
             code,
             &self.policy.name,
@@ -236,7 +236,7 @@ impl Check<'_> {
 
     fn run(&mut self, source: &PodSource, facts: &NamespaceFacts) {
         let policy = self.policy;
-        let empty = crate::affinity::Affinity::default();
+        let empty = crate::kube::affinity::Affinity::default();
         let affinity = match &source.affinity {
             AffinitySlot::Absent => &empty,
             AffinitySlot::Present(a) => a,
@@ -437,8 +437,9 @@ fn blind_message(j: &Judgement<'_, '_>, source: &PodSource, group: &PeerGroup) -
         });
     }
     let unseen = unseen.join(", ");
-    let selector_json =
-        |spec: &crate::selector::LabelSelectorSpec| serde_json::to_string(spec).unwrap_or_default();
+    let selector_json = |spec: &crate::kube::selector::LabelSelectorSpec| {
+        serde_json::to_string(spec).unwrap_or_default()
+    };
     let mut advice = Vec::new();
     if !j.missing_names.is_empty() {
         let mut names = j.missing_names.clone();
@@ -576,7 +577,7 @@ mod tests {
 
     #[test]
     fn nested_domains() {
-        let host = crate::policy::HOSTNAME;
+        let host = crate::rules::policy::HOSTNAME;
         let zone = "topology.kubernetes.io/zone";
         let region = "topology.kubernetes.io/region";
         assert_eq!(topology_problem(host, host, false), None);

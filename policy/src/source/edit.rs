@@ -2,7 +2,7 @@
 //!
 //! A repair is a list of RFC 6902 operations (`add` of a key, `add` appended to a sequence,
 //! `replace` of a scalar). Each is applied to the text at the node's position (found with
-//! [`source::locate`]): the new key or item is written after the last line of its mapping
+//! [`read::locate`]): the new key or item is written after the last line of its mapping
 //! or sequence, at that collection's indentation; a replaced scalar is rewritten where it
 //! stands. Comments, key order, quoting and blank lines elsewhere are untouched.
 //!
@@ -10,8 +10,9 @@
 //! does not (an exotic layout: anchors, complex keys, multi-line flow collections), the
 //! caller falls back to re-emitting the document with [`to_yaml`].
 
-use apart_policy::path::{JsonPath, Segment};
-use apart_policy::{PatchOp, source};
+use crate::rules::finding::PatchOp;
+use crate::source::path::{JsonPath, Segment};
+use crate::source::read;
 use serde_json::Value;
 
 /// Applies `ops` (pointers relative to the object at `base` in document `doc_index`) to the
@@ -29,7 +30,7 @@ pub fn apply_patch(
         let path = base.join(&path_of_pointer(&op.path, object)?);
         text = apply_op(&text, doc_index, &path, op)?;
     }
-    let docs = source::parse_documents(&text).ok()?;
+    let docs = read::parse_documents(&text).ok()?;
     let edited = docs.iter().find(|d| d.index == doc_index)?;
     (edited.value == *expected_doc).then_some(text)
 }
@@ -63,7 +64,7 @@ fn apply_op(text: &str, doc: usize, path: &JsonPath, op: &PatchOp) -> Option<Str
     parent.pop();
     match (op.op.as_str(), last) {
         ("replace", _) => replace_node(text, doc, path, &parent, &op.value),
-        ("add", Segment::Name(key)) => match source::locate(text, doc, path) {
+        ("add", Segment::Name(key)) => match read::locate(text, doc, path) {
             // `add` of an existing member replaces it (e.g. `affinity: null`).
             Some(_) => replace_node(text, doc, path, &parent, &op.value),
             None => add_key(text, doc, &parent, &key, &op.value),
@@ -96,7 +97,7 @@ fn replace_node(
     parent: &JsonPath,
     value: &Value,
 ) -> Option<String> {
-    let span = source::locate(text, doc, path)?;
+    let span = read::locate(text, doc, path)?;
     let (start, end) = (span.start.offset, span.end.offset);
     let old = text.get(start..end)?;
     let replacement = if is_block_value(value) {
@@ -105,7 +106,7 @@ fn replace_node(
         if !matches!(old.trim(), "" | "null" | "Null" | "NULL" | "~") {
             return None;
         }
-        let parent_span = source::locate(text, doc, parent)?;
+        let parent_span = read::locate(text, doc, parent)?;
         if matches!(char_at(text, parent_span.start.offset), Some('{' | '[')) {
             flow(value)
         } else {
@@ -146,7 +147,7 @@ fn line_end(text: &str, end: usize) -> usize {
 }
 
 fn add_key(text: &str, doc: usize, mapping: &JsonPath, key: &str, value: &Value) -> Option<String> {
-    let span = source::locate(text, doc, mapping)?;
+    let span = read::locate(text, doc, mapping)?;
     let start = span.start.offset;
     let entry = format!("{}:", scalar(&Value::String(key.to_owned())));
     if char_at(text, start) == Some('{') {
@@ -170,7 +171,7 @@ fn add_key(text: &str, doc: usize, mapping: &JsonPath, key: &str, value: &Value)
 }
 
 fn append_item(text: &str, doc: usize, sequence: &JsonPath, value: &Value) -> Option<String> {
-    let span = source::locate(text, doc, sequence)?;
+    let span = read::locate(text, doc, sequence)?;
     let start = span.start.offset;
     if char_at(text, start) == Some('[') {
         return insert_in_flow(text, span.end.offset, ']', &flow(value));
@@ -351,6 +352,7 @@ pub fn to_yaml(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
     use serde_json::json;
 
@@ -364,7 +366,7 @@ mod tests {
 
     /// Applies ops to the YAML text, checking against the value patched the same way.
     fn edit(text: &str, ops: &[PatchOp]) -> Option<String> {
-        let mut expected = source::parse_documents(text).unwrap().remove(0).value;
+        let mut expected = read::parse_documents(text).unwrap().remove(0).value;
         for o in ops {
             let path = path_of_pointer_lenient(&o.path, &expected);
             let mut parent = path.clone();
@@ -493,7 +495,7 @@ mod tests {
         let value = json!({"apiVersion": "v1", "metadata": {"name": "x", "labels": {"app.kubernetes.io/part-of": "flux", "version": "1.14.2", "on": "yes", "empty": "", "colon": "a: b", "hash": "a #b"}},
             "spec": {"n": 3, "f": 1.5, "b": false, "z": null, "list": [{"a": [1, 2]}, "s", []], "o": {}}});
         let text = to_yaml(&value);
-        let back = source::parse_documents(&text).unwrap().remove(0).value;
+        let back = read::parse_documents(&text).unwrap().remove(0).value;
         assert_eq!(back, value, "{text}");
     }
 }

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use crate::affinity::{Affinity, NamespaceFacts};
 use crate::error::ObjectError;
-use crate::path::JsonPath;
+use crate::kube::affinity::{Affinity, NamespaceFacts};
+use crate::source::path::JsonPath;
 
 /// A node of the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,8 +267,8 @@ mod tests {
         );
         let mut labels = BTreeMap::new();
         labels.insert("team".to_owned(), "gitops".to_owned());
-        let selector = crate::selector::Selector::from_requirements(vec![
-            crate::selector::Selector::label_equals("team", "gitops"),
+        let selector = crate::kube::selector::Selector::from_requirements(vec![
+            crate::kube::selector::Selector::label_equals("team", "gitops"),
         ]);
         assert!(cluster.namespaces.selects(&selector, "flux-system"));
     }

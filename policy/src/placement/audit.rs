@@ -52,8 +52,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterPod, Node};
-use crate::policy::{Policy, PolicySet, Strength};
+use crate::kube::cluster::{Cluster, ClusterPod, Node};
+use crate::rules::policy::{Policy, PolicySet, Strength};
 
 /// A pod, and where it runs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -268,7 +268,7 @@ impl GroupDef<'_> {
                 .policy
                 .peers
                 .get(i)
-                .map(crate::policy::PeerGroup::describe)
+                .map(crate::rules::policy::PeerGroup::describe)
                 .unwrap_or_default(),
             None => {
                 let scope = match &self.policy.subject_namespaces {
@@ -636,7 +636,7 @@ impl<'a> Audit<'a> {
                     peers_select: policy
                         .peers
                         .get(i)
-                        .map(crate::policy::PeerGroup::describe)
+                        .map(crate::rules::policy::PeerGroup::describe)
                         .unwrap_or_default(),
                     nodes: nodes.into_iter().map(str::to_owned).collect(),
                     subjects: self.pod_refs(holding.of(subject)),

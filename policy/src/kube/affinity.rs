@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names;
-use crate::path::JsonPath;
-use crate::selector::{LabelSelectorSpec, Operator, Requirement, Selector};
+use crate::kube::names;
+use crate::kube::selector::{LabelSelectorSpec, Operator, Requirement, Selector};
+use crate::source::path::JsonPath;
 
 /// `affinity` (only the inter-pod parts are read; `nodeAffinity` is left as it is).
 /// Hashable so that a snapshot's replicas, which share one affinity, compile it once.
@@ -139,7 +139,7 @@ impl TermScope {
     pub fn of(
         term: &PodAffinityTerm,
         own_namespace: &str,
-    ) -> Result<Self, Vec<crate::selector::SelectorProblem>> {
+    ) -> Result<Self, Vec<crate::kube::selector::SelectorProblem>> {
         let names: BTreeSet<String> = term.namespaces.iter().flatten().cloned().collect();
         let selector = match &term.namespace_selector {
             Some(spec) => Some(Selector::compile(Some(spec))?),

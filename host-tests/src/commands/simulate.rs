@@ -1,8 +1,8 @@
 //! `apart simulate`: what kube-scheduler's InterPodAffinity plugin decides for one pod on a
 //! cluster snapshot.
 //!
-//! The engine (`apart_policy::simulate`) decides; this module reads the inputs (the snapshot
-//! through [`crate::audit::read_cluster`], so both commands accept and refuse the same files;
+//! The engine (`apart_policy::placement::simulate`) decides; this module reads the inputs (the snapshot
+//! through [`crate::commands::audit::read_cluster`], so both commands accept and refuse the same files;
 //! the pod as one YAML or JSON document), and prints the decision as a table or as the
 //! engine's JSON.
 //!
@@ -13,12 +13,12 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use apart_policy::affinity::AffinityProblem;
-use apart_policy::cluster::Cluster;
-use apart_policy::simulate::{self, IncomingPod, Options, SimulateError, Simulation};
-use apart_policy::source;
+use apart_policy::kube::affinity::AffinityProblem;
+use apart_policy::kube::cluster::Cluster;
+use apart_policy::placement::simulate::{self, IncomingPod, Options, SimulateError, Simulation};
+use apart_policy::source::read;
 
-use crate::check::Policies;
+use crate::commands::check::Policies;
 use crate::diagnostic::Diagnostic;
 use crate::manifests::{self, Source};
 
@@ -77,7 +77,7 @@ pub fn run(args: &SimulateArgs, stdout: &mut dyn Write) -> Result<u8, Diagnostic
             "--cluster and --pod cannot both read standard input".to_owned(),
         ));
     }
-    let (_, cluster) = crate::audit::read_cluster(&args.cluster)?;
+    let (_, cluster) = crate::commands::audit::read_cluster(&args.cluster)?;
     let pod = read_pod(&args.pod)?;
     let policies = if args.policies.is_empty() {
         None
@@ -125,7 +125,7 @@ pub struct PodInput {
     pub pod: IncomingPod,
     source: Source,
     document: usize,
-    start: source::Position,
+    start: read::Position,
 }
 
 impl PodInput {
@@ -134,7 +134,7 @@ impl PodInput {
     }
 }
 
-fn input_error(source: &Source, position: source::Position, message: String) -> Diagnostic {
+fn input_error(source: &Source, position: read::Position, message: String) -> Diagnostic {
     Diagnostic::Input {
         file: source.name.clone(),
         line: position.line.max(1),
@@ -148,12 +148,12 @@ fn input_error(source: &Source, position: source::Position, message: String) -> 
 fn affinity_error(
     source: &Source,
     document: usize,
-    start: source::Position,
+    start: read::Position,
     problems: &[AffinityProblem],
 ) -> Diagnostic {
     let position = problems
         .first()
-        .and_then(|p| source::locate_nearest(&source.text, document, &p.path))
+        .and_then(|p| read::locate_nearest(&source.text, document, &p.path))
         .map_or(start, |span| span.start);
     let message = problems
         .iter()
@@ -179,13 +179,13 @@ pub fn read_pod(path: &Path) -> Result<PodInput, Diagnostic> {
         .into_iter()
         .next()
         .ok_or_else(|| Diagnostic::Usage(format!("--pod {}: nothing to read", path.display())))?;
-    let at = |position: source::Position, message: String| input_error(&source, position, message);
-    let docs = source::parse_documents(&source.text).map_err(|e| at(e.position, e.message))?;
+    let at = |position: read::Position, message: String| input_error(&source, position, message);
+    let docs = read::parse_documents(&source.text).map_err(|e| at(e.position, e.message))?;
     let doc = match docs.as_slice() {
         [doc] => doc,
         [] => {
             return Err(at(
-                source::Position::default(),
+                read::Position::default(),
                 "empty: expected a Pod or a workload".to_owned(),
             ));
         }

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::affinity::NamespaceFacts;
-use crate::finding::{Code, Finding, ObjectRef};
-use crate::object::{self, Origin};
-use crate::path::JsonPath;
-use crate::policy::{API_VERSION, KIND, PolicySet};
+use crate::kube::affinity::NamespaceFacts;
+use crate::kube::object::{self, Origin};
+use crate::rules::finding::{Code, Finding, ObjectRef};
+use crate::rules::policy::{API_VERSION, KIND, PolicySet};
+use crate::source::path::JsonPath;
 
 /// Pods (namespace and labels) of one manifest, as far as the set check is concerned.
 #[derive(Debug, Clone, Default)]

@@ -1,11 +1,11 @@
 //! `apart audit`: where the live cluster already runs subjects and their peers on one failure
 //! domain, and what each domain's loss would take down together.
 //!
-//! The engine (`apart_policy::audit`) decides; this module reads the snapshot (what
+//! The engine (`apart_policy::placement::audit`) decides; this module reads the snapshot (what
 //! `kubectl get nodes,pods,namespaces -A -o json` prints, or the same as YAML) and presents the
 //! report as text, JSON (the report as serialized, a stable shape) or one self-contained HTML
 //! page with an SVG picture of the failure domains. The JSON shape and the blast-radius
-//! ranking are documented in `apart_policy::audit`.
+//! ranking are documented in `apart_policy::placement::audit`.
 //!
 //! The picture draws, per topology key, the domains holding subject or peer pods as columns
 //! (worst first, at most [`MAX_COLUMNS`]; the rest are counted), each pod as a block in its
@@ -22,12 +22,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use apart_policy::HOSTNAME;
-use apart_policy::audit::{self, AuditReport, DomainRisk, GroupPods, PodRef, Role};
-use apart_policy::cluster::Cluster;
-use apart_policy::path::JsonPath;
-use apart_policy::source;
+use apart_policy::kube::cluster::Cluster;
+use apart_policy::placement::audit::{self, AuditReport, DomainRisk, GroupPods, PodRef, Role};
+use apart_policy::source::path::JsonPath;
+use apart_policy::source::read;
 
-use crate::check::Policies;
+use crate::commands::check::Policies;
 use crate::diagnostic::Diagnostic;
 use crate::manifests::{self, Source};
 
@@ -109,7 +109,7 @@ pub fn read_cluster(path: &Path) -> Result<(String, Cluster), Diagnostic> {
     Ok((src.name, cluster))
 }
 
-fn input_error(src: &Source, position: source::Position, message: String) -> Diagnostic {
+fn input_error(src: &Source, position: read::Position, message: String) -> Diagnostic {
     Diagnostic::Input {
         file: src.name.clone(),
         line: position.line.max(1),
@@ -121,20 +121,20 @@ fn input_error(src: &Source, position: source::Position, message: String) -> Dia
 /// Reads a snapshot from text: JSON straight into the lean reader; YAML (or JSON the reader
 /// refuses) through the positioned parser, so errors name a line.
 pub fn parse_cluster(src: &Source) -> Result<Cluster, Diagnostic> {
-    if source::looks_like_json(&src.text)
+    if read::looks_like_json(&src.text)
         && let Ok(cluster) = Cluster::from_json(src.text.as_bytes())
     {
-        return checked(src, cluster, source::Position::default());
+        return checked(src, cluster, read::Position::default());
     }
     // YAML, or JSON the lean reader refused: read (again, slowly) to say where.
     let docs =
-        source::parse_documents(&src.text).map_err(|e| input_error(src, e.position, e.message))?;
+        read::parse_documents(&src.text).map_err(|e| input_error(src, e.position, e.message))?;
     let doc = match docs.as_slice() {
         [doc] => doc,
         [] => {
             return Err(input_error(
                 src,
-                source::Position::default(),
+                read::Position::default(),
                 "empty: expected the output of `kubectl get nodes,pods,namespaces -A -o json`"
                     .to_owned(),
             ));
@@ -149,7 +149,7 @@ pub fn parse_cluster(src: &Source) -> Result<Cluster, Diagnostic> {
     };
     let cluster = Cluster::from_value(&doc.value).map_err(|e| {
         let position = error_path(&e.message)
-            .and_then(|path| source::locate_nearest(&src.text, doc.index, &path))
+            .and_then(|path| read::locate_nearest(&src.text, doc.index, &path))
             .map_or(doc.start, |span| span.start);
         input_error(src, position, e.message)
     })?;
@@ -166,7 +166,7 @@ fn error_path(message: &str) -> Option<JsonPath> {
 }
 
 /// A snapshot without nodes would judge nothing and pass: refuse it.
-fn checked(src: &Source, cluster: Cluster, at: source::Position) -> Result<Cluster, Diagnostic> {
+fn checked(src: &Source, cluster: Cluster, at: read::Position) -> Result<Cluster, Diagnostic> {
     let bound = cluster.pods.iter().filter(|p| p.is_placed()).count();
     if cluster.nodes.is_empty() && bound > 0 {
         return Err(input_error(

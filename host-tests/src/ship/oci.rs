@@ -42,7 +42,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Serialize;
 
-use crate::kubewarden;
+use crate::ship::kubewarden;
 
 /// The manifest's media type (an OCI image manifest).
 pub const MANIFEST_MEDIA_TYPE: &str = oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;

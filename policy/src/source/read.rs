@@ -12,7 +12,7 @@ use std::fmt;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
 
-use crate::path::{JsonPath, Segment};
+use crate::source::path::{JsonPath, Segment};
 
 /// Deepest nesting accepted (serde_json's own limit, so YAML and JSON agree).
 pub const MAX_DEPTH: usize = 128;

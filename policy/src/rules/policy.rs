@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{InvalidField, PolicyError};
-use crate::names;
-use crate::path::JsonPath;
-use crate::selector::{LabelSelectorSpec, Selector};
+use crate::kube::names;
+use crate::kube::selector::{LabelSelectorSpec, Selector};
+use crate::source::path::JsonPath;
 
 /// `apiVersion` of the document.
 pub const API_VERSION: &str = "apart.dev/v1alpha1";
@@ -170,7 +170,7 @@ impl PeerGroup {
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
-        facts: &crate::affinity::NamespaceFacts,
+        facts: &crate::kube::affinity::NamespaceFacts,
     ) -> bool {
         let in_scope = self.namespaces.contains(namespace)
             || self
@@ -525,7 +525,7 @@ impl PolicySet {
     /// each added policy's document in the text.
     #[cfg(feature = "yaml")]
     pub fn parse_into(&mut self, text: &str, origin: &str) -> Result<Vec<usize>, PolicyError> {
-        let docs = crate::source::parse_documents(text).map_err(|e| PolicyError::Syntax {
+        let docs = crate::source::read::parse_documents(text).map_err(|e| PolicyError::Syntax {
             origin: origin.to_owned(),
             line: e.position.line,
             column: e.position.column,
@@ -535,7 +535,7 @@ impl PolicySet {
         for doc in docs {
             self.push(doc.value).map_err(|e| {
                 let position =
-                    crate::source::locate_nearest(text, doc.index, &e.path).map(|s| s.start);
+                    crate::source::read::locate_nearest(text, doc.index, &e.path).map(|s| s.start);
                 PolicyError::Invalid {
                     origin: origin.to_owned(),
                     line: position.map_or(doc.start.line, |p| p.line),

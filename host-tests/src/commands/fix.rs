@@ -5,13 +5,13 @@
 //! values and a note says so. JSON inputs are printed as JSON.
 
 use apart_policy::PatchOp;
-use apart_policy::path::JsonPath;
-use apart_policy::source;
+use apart_policy::source::path::JsonPath;
+use apart_policy::source::read;
 use serde_json::Value;
 
-use crate::check::Outcome;
+use crate::commands::check::Outcome;
 use crate::manifests::Source;
-use crate::yaml_edit;
+use apart_policy::source::edit;
 
 /// One input's repaired text.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub fn fix_sources(sources: &[Source], outcome: &Outcome) -> Vec<FixedSource> {
             out.push(fixed);
             continue;
         }
-        let Ok(mut docs) = source::parse_documents(&src.text) else {
+        let Ok(mut docs) = read::parse_documents(&src.text) else {
             out.push(fixed);
             continue;
         };
@@ -94,7 +94,7 @@ pub fn fix_sources(sources: &[Source], outcome: &Outcome) -> Vec<FixedSource> {
             if fixed.reformatted || src.is_json() {
                 continue;
             }
-            match yaml_edit::apply_patch(
+            match edit::apply_patch(
                 &text,
                 m.document,
                 &m.base,
@@ -116,7 +116,7 @@ pub fn fix_sources(sources: &[Source], outcome: &Outcome) -> Vec<FixedSource> {
             t
         } else if fixed.reformatted {
             docs.iter()
-                .map(|d| yaml_edit::to_yaml(&d.value))
+                .map(|d| edit::to_yaml(&d.value))
                 .collect::<Vec<_>>()
                 .join("---\n")
         } else {

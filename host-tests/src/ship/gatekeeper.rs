@@ -14,11 +14,11 @@
 
 use std::collections::BTreeMap;
 
-use apart_policy::path::{JsonPath, Segment};
+use apart_policy::source::path::{JsonPath, Segment};
 use apart_policy::{Action, Policy, PolicySet, Strength};
 use serde_json::{Map, Value, json};
 
-use crate::yaml_edit::to_yaml;
+use apart_policy::source::edit::to_yaml;
 
 /// The Rego of the ConstraintTemplate (Rego v1).
 pub const REGO: &str = include_str!("gatekeeper/apart.rego");

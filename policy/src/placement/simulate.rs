@@ -53,8 +53,8 @@
 //! Only this plugin is simulated: resources, taints, node affinity and spreading are not.
 //!
 //! ```
-//! use apart_policy::cluster::Cluster;
-//! use apart_policy::simulate::{simulate, IncomingPod, Options};
+//! use apart_policy::kube::cluster::Cluster;
+//! use apart_policy::placement::simulate::{simulate, IncomingPod, Options};
 //!
 //! let cluster = Cluster::from_json(br#"{"kind": "List", "items": [
 //!   {"kind": "Node", "metadata": {"name": "a", "labels": {"kubernetes.io/hostname": "a"}}},
@@ -75,15 +75,15 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
-use crate::affinity::{
+use crate::error::ObjectError;
+use crate::kube::affinity::{
     self, Affinity, AffinityProblem, NAMESPACE_NAME_LABEL, NamespaceFacts, PodFacts, Term,
     TermScope,
 };
-use crate::cluster::{Cluster, ClusterPod, Node};
-use crate::error::ObjectError;
-use crate::object::{self, AffinitySlot, Origin};
-use crate::path::JsonPath;
-use crate::policy::Policy;
+use crate::kube::cluster::{Cluster, ClusterPod, Node};
+use crate::kube::object::{self, AffinitySlot, Origin};
+use crate::rules::policy::Policy;
+use crate::source::path::JsonPath;
 
 /// kube-scheduler's default `hardPodAffinityWeight` (InterPodAffinityArgs).
 pub const DEFAULT_HARD_POD_AFFINITY_WEIGHT: i64 = 1;

@@ -1,0 +1,11 @@
+//! The commands that are more than argument plumbing: `check` and `fix` over manifest sets,
+//! `run` of one AdmissionReview, `audit` of a cluster snapshot and `simulate` of a pod.
+//!
+//! Each reads its input, calls the module (through [`crate::host`]) or the engine, and
+//! renders; the rules and their semantics live in `apart-policy`.
+
+pub mod audit;
+pub mod check;
+pub mod fix;
+pub mod run;
+pub mod simulate;

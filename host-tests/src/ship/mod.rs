@@ -1,0 +1,7 @@
+//! Shipping the rules: Kubewarden packaging (baking policies into a module, its metadata,
+//! the ClusterAdmissionPolicy), OCI push and pull as Kubewarden's tooling does them, and the
+//! Gatekeeper resources generated from the same policies.
+
+pub mod gatekeeper;
+pub mod kubewarden;
+pub mod oci;

@@ -1,0 +1,12 @@
+//! Kubernetes shapes and their exact semantics: label selectors and names as the API server
+//! validates them, inter-pod affinity as kube-scheduler reads it, where a workload keeps its
+//! pod template, and a cluster snapshot.
+//!
+//! Depends only on [`crate::source::path`] (to say where a problem is) and, for the value
+//! targets a policy names, on the compiled rule types; nothing here knows about findings.
+
+pub mod affinity;
+pub mod cluster;
+pub mod names;
+pub mod object;
+pub mod selector;
