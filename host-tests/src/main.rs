@@ -43,6 +43,9 @@ struct Common {
     /// Run this policy module instead of the embedded one.
     #[arg(long, value_name = "WASM")]
     module: Option<PathBuf>,
+    /// Objects checked at once (one module instance each); the number of cores by default.
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Subcommand)]
@@ -165,15 +168,31 @@ enum Command {
     },
 }
 
+/// The policies, the inputs, and the outcome of running them through the module.
 fn evaluate(
     common: &Common,
-) -> Result<(Policies, Vec<manifests::Source>, check::Outcome), Diagnostic> {
+    fix: bool,
+) -> Result<(Policies, Vec<manifests::Input>, check::Outcome), Diagnostic> {
     let policies = Policies::read(&common.policies)?;
-    let sources = manifests::read_sources(&common.inputs)?;
+    let listed = manifests::list(&common.inputs)?;
+    for skipped in &listed.skipped {
+        eprintln!("apart: warning: {skipped}");
+    }
     let wasm = module::load(common.module.as_deref()).map_err(Diagnostic::Module)?;
     let module = PolicyModule::new(&wasm).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
-    let outcome = check::run(&module, &policies, &sources, &common.namespace)?;
-    Ok((policies, sources, outcome))
+    let options = check::Options {
+        default_namespace: &common.namespace,
+        jobs: common
+            .jobs
+            .map_or_else(check::Options::default_jobs, std::num::NonZeroUsize::get),
+        fix,
+        retain: false,
+    };
+    let outcome = check::run_inputs(&module, &policies, &listed.inputs, options)?;
+    for note in &outcome.notes {
+        eprintln!("apart: warning: {note}");
+    }
+    Ok((policies, listed.inputs, outcome))
 }
 
 /// Reads one JSON or YAML document (a file, or `-` for stdin).
@@ -380,7 +399,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             Ok(0)
         }
         Command::Check { common, output } => {
-            let (policies, _, outcome) = evaluate(&common)?;
+            let (policies, _, outcome) = evaluate(&common, false)?;
             let text = output::render(&outcome, policies.set.policies().len(), output);
             stdout.write_all(text.as_bytes()).map_err(io)?;
             Ok(u8::from(outcome.count(apart_policy::Severity::Error) > 0))
@@ -395,13 +414,17 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     "--write cannot rewrite standard input".to_owned(),
                 ));
             }
-            let (_, sources, outcome) = evaluate(&common)?;
-            let fixed = fix::fix_sources(&sources, &outcome);
-            for f in &fixed {
-                if f.reformatted {
+            let (_, inputs, outcome) = evaluate(&common, true)?;
+            let several = inputs.len() > 1;
+            for (input, record) in inputs.iter().zip(&outcome.files) {
+                let f = fix::fix_input(input, record)?;
+                if f.reformatted > 0 {
                     eprintln!(
-                        "apart: {}: the repair could not be made in place; the file is re-emitted (comments dropped)",
-                        f.name
+                        "apart: {}: {} could not be repaired in place and {} written anew (comments in {} dropped)",
+                        f.name,
+                        if f.reformatted == 1 { "a document" } else { "some documents" },
+                        if f.reformatted == 1 { "is" } else { "are" },
+                        if f.reformatted == 1 { "it" } else { "them" },
                     );
                 }
                 if write {
@@ -417,22 +440,36 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     let text = d.unified_diff().header(&f.name, &f.name).to_string();
                     stdout.write_all(text.as_bytes()).map_err(io)?;
                 } else {
-                    if fixed.len() > 1 {
-                        writeln!(stdout, "# Source: {}", f.name).map_err(io)?;
+                    if several {
+                        let header = fix::stream_header(&f.name, &f.fixed);
+                        stdout.write_all(header.as_bytes()).map_err(io)?;
                     }
                     stdout.write_all(f.fixed.as_bytes()).map_err(io)?;
-                    if fixed.len() > 1 && !f.fixed.ends_with('\n') {
+                    if several && !f.fixed.is_empty() && !f.fixed.ends_with('\n') {
                         writeln!(stdout).map_err(io)?;
                     }
                 }
             }
-            // Errors the repairs could not remove still fail the run.
-            let unfixed = outcome.accepted.iter().any(|a| !a)
-                || outcome
-                    .findings
-                    .iter()
-                    .any(|f| f.severity == apart_policy::Severity::Error && f.manifest.is_none());
-            Ok(u8::from(unfixed))
+            // Errors the repairs could not remove still fail the run, and say why.
+            let unrepaired = outcome.unrepaired();
+            if !unrepaired.is_empty() {
+                eprintln!(
+                    "apart: {} error {} that no repair removes (validate-only rules, or a repair apart cannot make in place):",
+                    unrepaired.len(),
+                    if unrepaired.len() == 1 { "finding remains" } else { "findings remain" },
+                );
+                for f in &unrepaired {
+                    let at = match f.line {
+                        Some(line) => format!("{}:{line}", f.file),
+                        None => f.file.clone(),
+                    };
+                    eprintln!(
+                        "  {at}: error[{}] {} (policy {}): {}",
+                        f.code, f.object, f.policy, f.message
+                    );
+                }
+            }
+            Ok(u8::from(!unrepaired.is_empty()))
         }
     }
 }

@@ -1,22 +1,30 @@
-//! Reading manifest inputs: files, folders (recursively, `*.yaml`, `*.yml`, `*.json`), or
-//! `-` for standard input; multi-document YAML, JSON, and `v1/List` (or `*List`) objects.
+//! Manifest inputs: files, folders (recursively, `*.yaml`, `*.yml`, `*.json`), or `-` for
+//! standard input.
 //!
-//! Every object keeps where it came from (file, document, path inside the document) so that
-//! findings and errors can name a line, and `apart fix` can edit the right text.
+//! A folder that holds a Helm chart (`Chart.yaml`) or a kustomization (`kustomization.yaml`)
+//! is source that must be rendered first: what reaches the cluster is what `helm template` or
+//! `kustomize build` prints (namespaces, labels and patches change there), so checking the
+//! files as they are would judge objects nobody applies. Named on the command line, such a
+//! folder is an error that says what to run; met while walking a folder, it is skipped with
+//! a warning saying the same.
+//!
+//! Inputs are listed first and read one at a time by the check pipeline, so a run over ten
+//! thousand files holds a few of them in memory at once.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use apart_policy::source::manifest::{self, Contents};
 use apart_policy::source::path::JsonPath;
-use apart_policy::source::read::{self, Document};
+use apart_policy::source::read;
 use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
 
-/// Kubernetes refuses requests over 3 MiB; no real object is larger.
-pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+pub use apart_policy::source::manifest::MAX_OBJECT_BYTES;
 
-/// One input text.
+/// One input text, read.
 #[derive(Debug, Clone)]
 pub struct Source {
     /// File path, or `<stdin>`.
@@ -30,6 +38,200 @@ impl Source {
     pub fn is_json(&self) -> bool {
         read::looks_like_json(&self.text)
     }
+}
+
+/// One input to check: a file to read when its turn comes, or text already read.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file.
+    File {
+        /// Its path.
+        path: PathBuf,
+        /// Named on the command line (not found in a folder).
+        explicit: bool,
+    },
+    /// Text already read (standard input, or a test's).
+    Text {
+        /// `<stdin>`, or the name it goes by.
+        name: String,
+        /// The text.
+        text: Arc<str>,
+    },
+}
+
+impl Input {
+    /// The name findings and errors use.
+    pub fn name(&self) -> String {
+        match self {
+            Input::File { path, .. } => path.display().to_string(),
+            Input::Text { name, .. } => name.clone(),
+        }
+    }
+
+    /// Was it named by the user (a file argument or stdin) rather than found in a folder?
+    pub fn explicit(&self) -> bool {
+        match self {
+            Input::File { explicit, .. } => *explicit,
+            Input::Text { .. } => true,
+        }
+    }
+
+    /// Its text.
+    pub fn load(&self) -> Result<Arc<str>, Diagnostic> {
+        match self {
+            Input::Text { text, .. } => Ok(Arc::clone(text)),
+            Input::File { path, .. } => {
+                let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
+                decode(&path.display().to_string(), bytes).map(Arc::from)
+            }
+        }
+    }
+}
+
+impl From<&Source> for Input {
+    fn from(source: &Source) -> Self {
+        Input::Text {
+            name: source.name.clone(),
+            text: Arc::from(source.text.as_str()),
+        }
+    }
+}
+
+/// The inputs named on the command line, and the folders skipped on the way.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// The inputs, in the order they are checked.
+    pub inputs: Vec<Input>,
+    /// Warnings: folders found while walking that must be rendered first.
+    pub skipped: Vec<String>,
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Text from bytes; invalid UTF-8 is an error at its line and column.
+pub fn decode(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = e.as_bytes().get(..valid).unwrap_or_default();
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+            .chars()
+            .count()
+            + 1;
+        Diagnostic::Input {
+            file: name.to_owned(),
+            line,
+            column,
+            message: format!(
+                "not UTF-8 text (byte {valid} is not part of a UTF-8 character): manifests must be YAML or JSON in UTF-8"
+            ),
+        }
+    })
+}
+
+/// What must be rendered before apart can check a folder, if anything.
+fn must_render(dir: &Path) -> Option<String> {
+    let shown = dir.display();
+    if dir.join("Chart.yaml").is_file() {
+        return Some(format!(
+            "{shown} is a Helm chart: check what it renders, e.g. `helm template {shown} | apart check -p POLICY -`"
+        ));
+    }
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .any(|k| dir.join(k).is_file())
+        .then(|| {
+            format!(
+                "{shown} is a kustomization: check what it renders, e.g. `kustomize build {shown} | apart check -p POLICY -`"
+            )
+        })
+}
+
+fn collect(path: &Path, explicit: bool, out: &mut Inputs) -> Result<(), Diagnostic> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+    if !meta.is_dir() {
+        out.inputs.push(Input::File {
+            path: path.to_owned(),
+            explicit,
+        });
+        return Ok(());
+    }
+    if let Some(message) = must_render(path) {
+        if explicit {
+            return Err(Diagnostic::Usage(message));
+        }
+        out.skipped.push(format!("skipped {message}"));
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| io_error(path, &e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let is_manifest = entry
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        // `.git`, `.github` and the like hold no manifests (workflow YAML is not Kubernetes);
+        // a hidden folder named on the command line is still read.
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden && entry.is_dir() {
+            continue;
+        }
+        if entry.is_dir() || is_manifest {
+            collect(&entry, false, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lists the inputs named on the command line (`-` is standard input, read now).
+pub fn list(args: &[PathBuf]) -> Result<Inputs, Diagnostic> {
+    let mut out = Inputs::default();
+    for arg in args {
+        if arg.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| io_error(Path::new("<stdin>"), &e))?;
+            out.inputs.push(Input::Text {
+                name: "<stdin>".to_owned(),
+                text: Arc::from(decode("<stdin>", bytes)?),
+            });
+            continue;
+        }
+        collect(arg, true, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Reads the inputs named on the command line, whole (for commands that read one snapshot or
+/// a few files; `check` and `fix` stream through [`list`]).
+pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>, Diagnostic> {
+    let listed = list(args)?;
+    listed
+        .inputs
+        .iter()
+        .map(|input| {
+            Ok(Source {
+                name: input.name(),
+                text: input.load()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// One Kubernetes object from the inputs.
@@ -47,166 +249,58 @@ pub struct Manifest {
     pub line: usize,
 }
 
-fn io_error(path: &Path, e: &std::io::Error) -> Diagnostic {
-    Diagnostic::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Diagnostic> {
-    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| io_error(path, &e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for entry in entries {
-            let is_manifest = entry
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-            if entry.is_dir() || is_manifest {
-                collect_files(&entry, out)?;
-            }
-        }
-    } else {
-        out.push(path.to_owned());
-    }
-    Ok(())
-}
-
-/// Reads the inputs named on the command line (`-` is standard input).
-pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>, Diagnostic> {
-    let mut sources = Vec::new();
-    for arg in args {
-        if arg.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| io_error(Path::new("<stdin>"), &e))?;
-            sources.push(Source {
-                name: "<stdin>".to_owned(),
-                text,
-            });
-            continue;
-        }
-        let mut files = Vec::new();
-        collect_files(arg, &mut files)?;
-        for file in files {
-            let bytes = std::fs::read(&file).map_err(|e| io_error(&file, &e))?;
-            let text = String::from_utf8(bytes).map_err(|e| Diagnostic::Io {
-                path: file.clone(),
-                message: format!(
-                    "not UTF-8 text (byte {}): manifests must be YAML or JSON",
-                    e.utf8_error().valid_up_to()
-                ),
-            })?;
-            sources.push(Source {
-                name: file.display().to_string(),
-                text,
-            });
-        }
-    }
-    Ok(sources)
-}
-
-fn input_error(source: &Source, position: read::Position, message: String) -> Diagnostic {
+/// An input error at a position of a source.
+pub fn input_error(file: &str, position: read::Position, message: String) -> Diagnostic {
     Diagnostic::Input {
-        file: source.name.clone(),
+        file: file.to_owned(),
         line: position.line,
         column: position.column,
         message,
     }
 }
 
-/// Splits the sources into Kubernetes objects.
+/// Every object of the sources, in order (what the tests and the Gatekeeper differential
+/// compare object by object). Documents that must be rendered first are errors here.
 pub fn objects(sources: &[Source]) -> Result<Vec<Manifest>, Diagnostic> {
     let mut out = Vec::new();
     for (index, src) in sources.iter().enumerate() {
-        let docs = read::parse_documents(&src.text)
-            .map_err(|e| input_error(src, e.position, e.message))?;
-        for Document {
-            value,
-            index: document,
-            start,
-        } in docs
-        {
-            let position = |base: &JsonPath| {
-                read::locate(&src.text, document, base).map_or(start, |s| s.start)
-            };
-            let is_list = value
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.ends_with("List"))
-                && value.get("items").is_some_and(Value::is_array);
-            let items: Vec<(JsonPath, Value)> = if is_list {
-                let Some(Value::Array(items)) = value.get("items") else {
-                    continue;
-                };
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| (JsonPath::root().name("items").index(i), item.clone()))
-                    .collect()
-            } else {
-                vec![(JsonPath::root(), value)]
-            };
-            for (base, object) in items {
-                let at = position(&base);
-                check_object(src, &object, at)?;
-                out.push(Manifest {
-                    source: index,
-                    document,
-                    base,
-                    value: object,
-                    line: at.line,
-                });
+        for document in read::documents(&src.text) {
+            let document = document.map_err(|e| {
+                let e = manifest::syntax_error(&src.text, e);
+                input_error(&src.name, e.position, e.message)
+            })?;
+            match manifest::contents(document, &src.name)
+                .map_err(|e| input_error(&src.name, e.position, e.message))?
+            {
+                Contents::Unrendered(u) => {
+                    return Err(input_error(&src.name, u.position, u.message));
+                }
+                Contents::Objects(objects) => {
+                    out.extend(objects.into_iter().map(|o| Manifest {
+                        source: index,
+                        document: o.document,
+                        base: o.base,
+                        value: o.value,
+                        line: o.start.line,
+                    }));
+                }
             }
         }
     }
     Ok(out)
 }
 
-fn check_object(src: &Source, object: &Value, at: read::Position) -> Result<(), Diagnostic> {
-    let Value::Object(map) = object else {
-        return Err(input_error(
-            src,
-            at,
-            "not a Kubernetes object: expected a mapping with apiVersion, kind and metadata"
-                .to_owned(),
-        ));
-    };
-    for field in ["apiVersion", "kind"] {
-        match map.get(field) {
-            Some(Value::String(s)) if !s.is_empty() => {}
-            Some(_) => {
-                return Err(input_error(
-                    src,
-                    at,
-                    format!("not a Kubernetes object: {field} must be a non-empty string"),
-                ));
-            }
-            None => {
-                return Err(input_error(
-                    src,
-                    at,
-                    format!("not a Kubernetes object: {field} is missing"),
-                ));
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_reported_at_its_line_and_column() {
+        let Err(Diagnostic::Input { line, column, .. }) =
+            decode("x.yaml", b"a: 1\nb: \xc3\xa9\xff\n".to_vec())
+        else {
+            panic!("invalid UTF-8 is an input error");
+        };
+        assert_eq!((line, column), (2, 5));
     }
-    let size = serde_json::to_vec(object).map_or(0, |v| v.len());
-    if size > MAX_OBJECT_BYTES {
-        return Err(input_error(
-            src,
-            at,
-            format!(
-                "object is {:.1} MiB; the Kubernetes API server refuses objects over 3 MiB, so apart does too",
-                size as f64 / (1024.0 * 1024.0)
-            ),
-        ));
-    }
-    Ok(())
 }

@@ -21,11 +21,11 @@ fn plural(n: usize, word: &str) -> String {
 /// The summary object.
 pub fn summary(outcome: &Outcome, policies: usize) -> serde_json::Value {
     json!({
-        "objects": outcome.manifests.len(),
+        "objects": outcome.objects.len(),
         "policies": policies,
         "errors": outcome.count(Severity::Error),
         "warnings": outcome.count(Severity::Warning),
-        "mutated": outcome.mutated.iter().filter(|m| m.is_some()).count(),
+        "mutated": outcome.mutated(),
     })
 }
 
@@ -41,9 +41,10 @@ pub fn render(outcome: &Outcome, policies: usize, format: Format) -> String {
         Format::Text => {
             let mut out = String::new();
             for f in &outcome.findings {
-                let location = match f.line {
-                    Some(line) => format!("{}:{line}", f.file),
-                    None => f.file.clone(),
+                let location = match (f.line, f.column) {
+                    (Some(line), Some(column)) => format!("{}:{line}:{column}", f.file),
+                    (Some(line), None) => format!("{}:{line}", f.file),
+                    _ => f.file.clone(),
                 };
                 let severity = match f.severity {
                     Severity::Error => "error",
@@ -64,7 +65,7 @@ pub fn render(outcome: &Outcome, policies: usize, format: Format) -> String {
                 "{}, {} in {} ({})\n",
                 plural(outcome.count(Severity::Error), "error"),
                 plural(outcome.count(Severity::Warning), "warning"),
-                plural(outcome.manifests.len(), "object"),
+                plural(outcome.objects.len(), "object"),
                 plural(policies, "policy").replace("policys", "policies"),
             ));
             out

@@ -24,13 +24,11 @@ use support::{
 /// A case's outcome with names relative to the case folder.
 fn run_case(
     dir: &Path,
-    evaluator: &dyn Evaluator,
+    evaluator: &(dyn Evaluator + Sync),
 ) -> (Value, Option<(Vec<manifests::Source>, Outcome)>) {
-    let relative = |s: &str| {
-        s.strip_prefix(&format!("{}/", dir.display()))
-            .unwrap_or(s)
-            .to_owned()
-    };
+    // Names in messages are the case folder's (the folder may also appear inside a message,
+    // e.g. in the command it suggests).
+    let relative = |s: &str| s.replace(&format!("{}/", dir.display()), "");
     let policies = match Policies::read(&files(dir, "policy")) {
         Ok(p) => p,
         Err(e) => {
@@ -64,40 +62,40 @@ fn run_case(
                     v
                 })
                 .collect();
+            let file_of = |m: &check::ObjectRecord| {
+                sources
+                    .get(m.file)
+                    .map(|s| relative(&s.name))
+                    .unwrap_or_default()
+            };
             let mutated: Vec<Value> = outcome
-                .manifests
+                .objects
                 .iter()
-                .zip(&outcome.mutated)
-                .filter_map(|(m, mutated)| {
-                    mutated.as_ref().map(|v| {
-                        let file = sources
-                            .get(m.source)
-                            .map(|s| relative(&s.name))
-                            .unwrap_or_default();
-                        json!({"file": file, "line": m.line, "object": v})
-                    })
+                .zip(&outcome.retained)
+                .filter_map(|(m, retained)| {
+                    retained
+                        .mutated
+                        .as_ref()
+                        .map(|v| json!({"file": file_of(m), "line": m.line, "object": v}))
                 })
                 .collect();
             let rejected: Vec<Value> = outcome
-                .manifests
+                .objects
                 .iter()
-                .zip(&outcome.accepted)
-                .filter(|(_, accepted)| !**accepted)
-                .map(|(m, _)| {
-                    let file = sources
-                        .get(m.source)
-                        .map(|s| relative(&s.name))
-                        .unwrap_or_default();
-                    json!({"file": file, "line": m.line})
-                })
+                .filter(|m| !m.accepted)
+                .map(|m| json!({"file": file_of(m), "line": m.line}))
                 .collect();
             let errors = outcome.count(apart_policy::Severity::Error);
-            let result = json!({
+            let mut result = json!({
                 "exit": u8::from(errors > 0),
                 "findings": findings,
                 "rejected": rejected,
                 "mutated": mutated,
             });
+            if !outcome.notes.is_empty() {
+                let notes: Vec<String> = outcome.notes.iter().map(|n| relative(n)).collect();
+                result["notes"] = json!(notes);
+            }
             (result, Some((sources, outcome)))
         }
     }
@@ -131,7 +129,7 @@ fn check_fixes(
                 dir.display()
             )),
             Ok(second) => {
-                if second.mutated.iter().any(Option::is_some) {
+                if second.mutated() > 0 {
                     failures.push(format!(
                         "{}: fixing {name} again changes it (not idempotent)",
                         dir.display()

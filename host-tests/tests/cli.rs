@@ -139,7 +139,7 @@ fn text_output_names_file_line_and_code() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("{SEED}:171: error[namespace-blind]")),
+        text.contains(&format!("{SEED}:171:25: error[namespace-blind]")),
         "{text}"
     );
     assert!(
@@ -250,4 +250,209 @@ fn objects_that_carry_no_pods_pass() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["summary"]["objects"], 2);
     assert_eq!(report["findings"], serde_json::json!([]));
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = root().join("target/cli-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+const RENDERED: &str = "examples/rendered";
+
+#[test]
+fn fix_over_several_files_is_one_stream_of_documents() {
+    let out = run_cli(&["fix", "-p", POLICY, SEED, RENDERED], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stream = stdout(&out);
+    for name in [SEED, "examples/rendered/flux-controllers.yaml"] {
+        assert!(
+            stream.contains(&format!("# Source: {name}\n")),
+            "{name} is introduced:\n{stream}"
+        );
+    }
+    // The stream reads back as every object, repaired: no document runs into the next.
+    let again = run_cli(
+        &["check", "-p", POLICY, "--output", "json", "-"],
+        Some(stream.as_bytes()),
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let report: Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    let direct = run_cli(
+        &["check", "-p", POLICY, "--output", "json", SEED, RENDERED],
+        None,
+    );
+    let direct: Value = serde_json::from_slice(&direct.stdout).expect("JSON");
+    assert_eq!(report["summary"]["objects"], direct["summary"]["objects"]);
+    assert_eq!(report["summary"]["errors"], 0);
+}
+
+#[test]
+fn fix_that_leaves_errors_says_why_on_stderr() {
+    let validate_only = std::fs::read_to_string(root().join(POLICY))
+        .expect("policy")
+        .replace("action: mutate", "action: validate");
+    let policy = temp_file("validate-only.yaml", validate_only.as_bytes());
+    let out = run_cli(&["fix", "-p", &policy.to_string_lossy(), SEED], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("1 error finding remains that no repair removes")
+            && err.contains(&format!("{SEED}:171: error[namespace-blind]")),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_json_finding_has_a_line_and_a_column() {
+    let out = run_cli(
+        &[
+            "check",
+            "-p",
+            POLICY,
+            "--output",
+            "json",
+            SEED,
+            RENDERED,
+            "tests/cases/input-json-lines/input-spire-server.json",
+        ],
+        None,
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(findings.len() >= 3, "{report:#}");
+    for f in findings {
+        assert!(
+            f["line"].as_u64().is_some() && f["column"].as_u64().is_some(),
+            "{f:#}"
+        );
+    }
+}
+
+#[test]
+fn the_order_of_the_output_does_not_depend_on_the_workers() {
+    let dir = temp_dir("many");
+    let seed = std::fs::read_to_string(root().join(SEED)).expect("seed");
+    for i in 0..40 {
+        let text = seed.replace("name: cilium\n", &format!("name: cilium-{i:02}\n"));
+        std::fs::write(dir.join(format!("release-{i:02}.yaml")), text).expect("write");
+    }
+    let dir = dir.to_string_lossy().into_owned();
+    let one = run_cli(&["check", "-p", POLICY, "--jobs", "1", &dir], None);
+    let four = run_cli(&["check", "-p", POLICY, "--jobs", "4", &dir], None);
+    assert_eq!(one.status.code(), Some(1));
+    assert_eq!(stdout(&one), stdout(&four));
+    let fixed_one = run_cli(&["fix", "-p", POLICY, "-j", "1", &dir], None);
+    let fixed_four = run_cli(&["fix", "-p", POLICY, "-j", "4", &dir], None);
+    assert_eq!(stdout(&fixed_one), stdout(&fixed_four));
+    assert_eq!(stdout(&fixed_one).matches("# Source: ").count(), 40);
+}
+
+#[test]
+fn the_compiled_module_is_cached_and_a_damaged_cache_is_not_used() {
+    let cache = temp_dir("cache");
+    let cache_dir = cache.to_string_lossy().into_owned();
+    let run = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_apart"));
+        cmd.current_dir(root())
+            .env("APART_CACHE_DIR", &cache_dir)
+            .args(["check", "-p", POLICY, SEED]);
+        cmd.output().expect("runs")
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(1));
+    let cached: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "one compiled module: {cached:?}");
+    let second = run();
+    assert_eq!(stdout(&second), stdout(&first));
+    // A damaged file is compiled again, not run.
+    let path = cached.first().expect("cached");
+    let mut bytes = std::fs::read(path).expect("read");
+    let middle = bytes.len() / 2;
+    if let Some(b) = bytes.get_mut(middle) {
+        *b ^= 0x55;
+    }
+    std::fs::write(path, &bytes).expect("damage");
+    let third = run();
+    assert_eq!(stdout(&third), stdout(&first), "{}", stderr(&third));
+    assert_ne!(std::fs::read(path).expect("rewritten"), bytes);
+}
+
+#[test]
+fn inputs_that_must_be_rendered_first_say_what_to_run() {
+    let dir = temp_dir("render");
+    std::fs::create_dir_all(dir.join("chart/templates")).expect("chart");
+    std::fs::write(
+        dir.join("chart/Chart.yaml"),
+        "apiVersion: v2\nname: x\nversion: 1.0.0\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("chart/templates/a.yaml"),
+        "metadata:\n  name: {{ .Release.Name }}\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(dir.join("base")).expect("base");
+    std::fs::write(
+        dir.join("base/kustomization.yaml"),
+        "resources: [deploy.yaml]\n",
+    )
+    .expect("write");
+    std::fs::copy(root().join(SEED), dir.join("seed.yaml")).expect("copy");
+    // Named on the command line: an error that says what to run.
+    let chart = dir.join("chart").to_string_lossy().into_owned();
+    let out = run_cli(&["check", "-p", POLICY, &chart], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("helm template"), "{}", stderr(&out));
+    let base = dir.join("base").to_string_lossy().into_owned();
+    let out = run_cli(&["check", "-p", POLICY, &base], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("kustomize build"), "{}", stderr(&out));
+    // Met while walking a folder: skipped, with a warning; the rest is checked.
+    let all = dir.to_string_lossy().into_owned();
+    let out = run_cli(&["check", "-p", POLICY, "--output", "json", &all], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: skipped") && err.contains("helm template") && err.contains("kustomize build"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["summary"]["objects"], 1);
+}
+
+#[test]
+fn input_with_no_objects_warns() {
+    let out = run_cli(&["check", "-p", POLICY, "-"], Some(b"# nothing here\n---\n"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("warning: no Kubernetes objects"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unknown_policy_field_is_reported_on_its_own_line() {
+    let text = std::fs::read_to_string(root().join(POLICY))
+        .expect("policy")
+        .replace("  weight: 100\n", "  weight: 100\n  wieght: 100\n");
+    let path = temp_file("unknown-field.yaml", text.as_bytes());
+    let out = run_cli(&["check", "-p", &path.to_string_lossy(), SEED], None);
+    assert_eq!(out.status.code(), Some(2));
+    let line = text
+        .lines()
+        .position(|l| l.contains("wieght"))
+        .map(|i| i + 1)
+        .expect("line");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("unknown-field.yaml:{line}:")) && err.contains("wieght"),
+        "line {line}: {err}"
+    );
 }

@@ -91,10 +91,10 @@ fn differences(dir: &Path, engine: &mut regorus::Engine) -> (Vec<String>, usize)
         }
     }
     let mut out = Vec::new();
-    for (m, manifest) in outcome.manifests.iter().enumerate() {
+    for (m, (manifest, retained)) in outcome.objects.iter().zip(&outcome.retained).enumerate() {
         let mut got = Codes::new();
         for (index, policy) in policies.set.policies().iter().enumerate() {
-            match rego_violations(engine, &policies.set, index, &manifest.value) {
+            match rego_violations(engine, &policies.set, index, &retained.value) {
                 Ok(v) => got.extend(v.into_iter().map(|(c, p)| (policy.name.clone(), c, p))),
                 Err(e) => out.push(format!("object {m}: Rego error: {e}")),
             }

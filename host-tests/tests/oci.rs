@@ -1004,7 +1004,10 @@ fn a_baked_module_from_the_registry_decides_as_apart_check() {
         );
         assert_eq!(
             response.accepted,
-            checked.accepted.get(uid).copied().unwrap_or_default()
+            checked
+                .objects
+                .get(uid)
+                .is_some_and(|o| o.accepted)
         );
         evaluated += usize::from(!expected.is_empty());
     }

@@ -60,7 +60,7 @@ fn main() {
         .expect("seed policy");
         p
     };
-    let violating = read::parse_yaml(STATEFULSET)
+    let violating = read::parse_documents(STATEFULSET)
         .expect("statefulset")
         .remove(0)
         .value;

@@ -1,4 +1,4 @@
-//! apart's single task runner: `cargo xtask setup | build | ci | demo`.
+//! apart's single task runner: `cargo xtask setup | build | ci | demo | bench`.
 //!
 //! - `setup`: the wasm targets and toolchain components the build needs, the Debian
 //!   packages the tests drive (a real OCI registry, headless Chromium), and the official OPA
@@ -10,6 +10,9 @@
 //!   every test), clippy (`-D warnings`, host and wasm), then every test against the modules
 //!   just built. One release profile throughout, so wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
+//! - `bench`: build, then the benchmarks, each printing its table beside its floor: the
+//!   engine's admission path (`policy/benches/validate.rs`) and the CLI on generated manifest
+//!   sets (`host-tests/benches/cli.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -324,6 +327,12 @@ fn demo() -> Result {
     Ok(())
 }
 
+fn bench() -> Result {
+    build()?;
+    run(cargo_with_module().args(["bench", "--package", "apart-policy", "--bench", "validate"]))?;
+    run(cargo_with_module().args(["bench", "--package", "apart", "--bench", "cli"]))
+}
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
@@ -331,7 +340,8 @@ fn main() -> ExitCode {
         "build" => build(),
         "ci" => ci(),
         "demo" => demo(),
-        _ => Err("usage: cargo xtask <setup|build|ci|demo>".to_owned()),
+        "bench" => bench(),
+        _ => Err("usage: cargo xtask <setup|build|ci|demo|bench>".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

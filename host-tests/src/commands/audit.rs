@@ -149,8 +149,8 @@ pub fn parse_cluster(src: &Source) -> Result<Cluster, Diagnostic> {
     };
     let cluster = Cluster::from_value(&doc.value).map_err(|e| {
         let position = error_path(&e.message)
-            .and_then(|path| read::locate_nearest(&src.text, doc.index, &path))
-            .map_or(doc.start, |span| span.start);
+            .and_then(|path| doc.positions.nearest(&path))
+            .map_or(doc.start, |(span, _)| span.start());
         input_error(src, position, e.message)
     })?;
     checked(src, cluster, doc.start)

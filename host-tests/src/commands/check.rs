@@ -1,18 +1,36 @@
 //! `apart check` and `apart fix`: every manifest goes through the policy module's `validate`
 //! exactly as policy-server would send it, then the set-level checks run over the whole set.
+//!
+//! The run is a pipeline, so that time grows with the input and memory does not:
+//! - a reader thread lists the inputs in order, reads one file at a time and cuts it into
+//!   its documents' parts ([`read::chunks`]: a line scan, no parsing);
+//! - workers (one per core, each with its own warm module instance) read a part, find its
+//!   objects, send each to `validate`, and turn the findings' paths into lines from the
+//!   positions taken while reading; for `fix`, they also rewrite the document in place;
+//! - this thread puts the answers back in input order and keeps, per object, only what the
+//!   set-level checks and the summary need (the pods' namespaces and labels, a few flags):
+//!   objects and texts are dropped as soon as they are answered.
+//!
+//! The first input error in input order ends the run (exit 2) before anything is printed.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 use apart_policy::admission::FINDINGS_ANNOTATION;
+use apart_policy::source::manifest::{self, Contents, Unrendered};
 use apart_policy::source::path::JsonPath;
-use apart_policy::source::read;
-use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, Severity};
+use apart_policy::source::read::{self, Chunk, Position};
+use apart_policy::source::edit;
+use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, SetMember, Severity};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
-use crate::host::evaluator::Evaluator;
-use crate::manifests::{self, Manifest, Source};
+use crate::host::evaluator::{Evaluator, Worker};
+use crate::manifests::{self, Input, Source, input_error};
 
 /// Policies read from files, with where each came from.
 #[derive(Debug)]
@@ -52,9 +70,28 @@ impl Policies {
     pub fn settings(&self) -> Vec<u8> {
         self.set.settings().to_string().into_bytes()
     }
+
+    /// Where a path of a policy's document is: its file and the node's position.
+    fn locate(&self, policy: &str, path: &JsonPath) -> (String, Option<(Position, Position)>) {
+        let origin = self
+            .set
+            .policies()
+            .iter()
+            .position(|p| p.name == policy)
+            .and_then(|i| self.origins.get(i));
+        let Some((src, doc)) = origin.and_then(|(s, d)| self.sources.get(*s).map(|s| (s, *d)))
+        else {
+            return (String::new(), None);
+        };
+        let span = read::documents(&src.text)
+            .filter_map(Result::ok)
+            .find(|d| d.index == doc)
+            .and_then(|d| point_at(&d.positions, path));
+        (src.name.clone(), span)
+    }
 }
 
-/// A finding as the CLI reports it: the engine's finding plus file and line.
+/// A finding as the CLI reports it: the engine's finding plus file and position.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reported {
     /// Stable code.
@@ -67,9 +104,12 @@ pub struct Reported {
     pub object: ObjectRef,
     /// The file.
     pub file: String,
-    /// The line of the path (or of its nearest written parent).
+    /// The line of the node the path names (its key), or of its nearest written parent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// The column of that node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     /// JSONPath inside the object.
     pub path: String,
     /// What to do.
@@ -77,22 +117,114 @@ pub struct Reported {
     /// The repair, for mutate rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<Vec<PatchOp>>,
-    /// Index of the manifest it is about (none for set findings).
+    /// Where the node's text ends (for reports that mark a region).
+    #[serde(skip)]
+    pub end: Option<Position>,
+    /// Index of the object it is about (none for set findings).
     #[serde(skip)]
     pub manifest: Option<usize>,
 }
 
+/// Where a finding about `path` points: the node's key when the node is written (the
+/// `labelSelector:` line, not its first child), else the body of its nearest written parent,
+/// where the missing field belongs.
+pub fn point_at(positions: &read::Positions, path: &JsonPath) -> Option<(Position, Position)> {
+    let (span, depth) = positions.nearest(path)?;
+    let start = if depth == path.segments().len() {
+        span.start()
+    } else {
+        span.value.start
+    };
+    Some((start, span.value.end))
+}
+
+fn report(
+    f: Finding,
+    file: &str,
+    at: Option<(Position, Position)>,
+    manifest: Option<usize>,
+) -> Reported {
+    let start = at.map(|(start, _)| start);
+    Reported {
+        code: f.code,
+        severity: f.severity,
+        policy: f.policy,
+        object: f.object,
+        file: file.to_owned(),
+        line: start.map(|p| p.line),
+        column: start.map(|p| p.column),
+        path: f.path,
+        message: f.message,
+        fix: f.fix,
+        end: at.map(|(_, end)| end),
+        manifest,
+    }
+}
+
+/// One object of a run: where it is, and what became of it.
+#[derive(Debug, Clone)]
+pub struct ObjectRecord {
+    /// Index of its input.
+    pub file: usize,
+    /// Which document of the input.
+    pub document: usize,
+    /// Where it is inside its document (`$`, or `$.items[i]` in a List).
+    pub base: JsonPath,
+    /// Its first line.
+    pub line: usize,
+    /// Admitted (after repairs)?
+    pub accepted: bool,
+    /// Did a mutate rule change it?
+    pub mutated: bool,
+}
+
+/// An object and its repair, kept when [`Options::retain`] asks (tests, the differential).
+#[derive(Debug, Clone)]
+pub struct Retained {
+    /// The object as read.
+    pub value: Value,
+    /// The repaired object.
+    pub mutated: Option<Value>,
+}
+
+/// A rewrite of one document's lines, for `fix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The bytes of the input it replaces.
+    pub range: Range<usize>,
+    /// The new text.
+    pub text: String,
+    /// True when the document could not be edited in place and was written anew (its
+    /// comments are lost).
+    pub reformatted: bool,
+}
+
+/// One input of a run.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// Its name.
+    pub name: String,
+    /// Its length, to notice a file that changed between `fix`'s reading and writing.
+    pub len: usize,
+    /// Objects read from it.
+    pub objects: usize,
+    /// The rewrites `fix` makes, in order.
+    pub edits: Vec<Edit>,
+}
+
 /// The result of running the policies over a manifest set.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Outcome {
-    /// Every finding, object findings in input order, then set findings.
+    /// Every finding: object findings by input, then line; then set findings.
     pub findings: Vec<Reported>,
-    /// The objects read.
-    pub manifests: Vec<Manifest>,
-    /// Per object, the repaired object when a mutate rule changed it.
-    pub mutated: Vec<Option<Value>>,
-    /// Per object, was it accepted at admission (after repairs)?
-    pub accepted: Vec<bool>,
+    /// Every object, in input order.
+    pub objects: Vec<ObjectRecord>,
+    /// Every input, in order.
+    pub files: Vec<FileRecord>,
+    /// The objects themselves, when retained, parallel to `objects`.
+    pub retained: Vec<Retained>,
+    /// Warnings for the user: skipped folders and documents, an input with no object.
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -103,83 +235,207 @@ impl Outcome {
             .filter(|f| f.severity == severity)
             .count()
     }
+
+    /// Number of objects a mutate rule changed.
+    pub fn mutated(&self) -> usize {
+        self.objects.iter().filter(|o| o.mutated).count()
+    }
+
+    /// Error findings a repair does not remove: on objects still refused after their repairs
+    /// (validate-only rules, repairs apart cannot make), and set findings of error severity.
+    pub fn unrepaired(&self) -> Vec<&Reported> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .filter(|f| {
+                f.manifest
+                    .and_then(|m| self.objects.get(m))
+                    .is_none_or(|o| !o.accepted)
+            })
+            .collect()
+    }
 }
 
-/// Builds the `ValidationRequest` policy-server sends for creating `object`.
+/// How to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// Namespace of objects that name none.
+    pub default_namespace: &'a str,
+    /// Workers (each with its own module instance).
+    pub jobs: usize,
+    /// Compute `fix`'s rewrites.
+    pub fix: bool,
+    /// Keep every object and its repair in the outcome.
+    pub retain: bool,
+}
+
+impl Options<'_> {
+    /// As many workers as the machine has cores.
+    pub fn default_jobs() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    }
+}
+
+/// Writes the `ValidationRequest` policy-server sends for creating an object, around the
+/// object's JSON text (written once, and reused for the set-level checks).
+pub fn request_bytes(
+    uid: usize,
+    object: &Value,
+    object_json: &[u8],
+    default_namespace: &str,
+    settings: &[u8],
+) -> Vec<u8> {
+    fn text<'v>(v: &'v Value, key: &str) -> &'v str {
+        v.get(key).and_then(Value::as_str).unwrap_or_default()
+    }
+    let api_version = text(object, "apiVersion");
+    let kind = text(object, "kind");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let metadata = object.get("metadata").unwrap_or(&Value::Null);
+    let namespace = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(default_namespace);
+    let name = text(metadata, "name");
+    let quote = |s: &str| Value::String(s.to_owned()).to_string();
+    let gvk = format!(
+        r#"{{"group":{},"version":{},"kind":{}}}"#,
+        quote(group),
+        quote(version),
+        quote(kind)
+    );
+    let gvr = format!(
+        r#"{{"group":{},"version":{},"resource":{}}}"#,
+        quote(group),
+        quote(version),
+        quote(&format!("{}s", kind.to_lowercase()))
+    );
+    let mut out = Vec::with_capacity(object_json.len() + settings.len() + 512);
+    out.extend_from_slice(
+        format!(
+            r#"{{"request":{{"uid":"apart-{uid}","kind":{gvk},"resource":{gvr},"requestKind":{gvk},"requestResource":{gvr},"name":{},"namespace":{},"operation":"CREATE","userInfo":{{"username":"apart","groups":["system:authenticated"]}},"object":"#,
+            quote(name),
+            quote(namespace)
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(object_json);
+    out.extend_from_slice(
+        br#","oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}},"settings":"#,
+    );
+    out.extend_from_slice(settings);
+    out.push(b'}');
+    out
+}
+
+/// [`request_bytes`] as a value (for tests that send the request themselves).
 pub fn validation_request(
     uid: usize,
     object: &Value,
     default_namespace: &str,
     settings: &Value,
 ) -> Value {
-    let api_version = object
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let namespace = object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or(default_namespace);
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let gvk = json!({"group": group, "version": version, "kind": kind});
-    let gvr = json!({"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())});
-    json!({
-        "request": {
-            "uid": format!("apart-{uid}"),
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": name,
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "apart", "groups": ["system:authenticated"]},
-            "object": object,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        },
-        "settings": settings
-    })
+    let json = serde_json::to_vec(object).unwrap_or_default();
+    let settings = serde_json::to_vec(settings).unwrap_or_default();
+    serde_json::from_slice(&request_bytes(
+        uid,
+        object,
+        &json,
+        default_namespace,
+        &settings,
+    ))
+    .unwrap_or_default()
 }
 
-fn line_of(src: &Source, document: usize, path: &JsonPath) -> Option<usize> {
-    read::locate_nearest(&src.text, document, path).map(|s| s.start.line)
-}
-
-fn report(f: Finding, file: &str, line: Option<usize>, manifest: Option<usize>) -> Reported {
-    Reported {
-        code: f.code,
-        severity: f.severity,
-        policy: f.policy,
-        object: f.object,
-        file: file.to_owned(),
-        line,
-        path: f.path,
-        message: f.message,
-        fix: f.fix,
-        manifest,
-    }
-}
-
-/// Runs the policies over the manifests.
+/// Runs the policies over sources already read, keeping every object (tests and callers
+/// that compare object by object).
 pub fn run(
-    evaluator: &dyn Evaluator,
+    evaluator: &(dyn Evaluator + Sync),
     policies: &Policies,
     sources: &[Source],
     default_namespace: &str,
 ) -> Result<Outcome, Diagnostic> {
-    let settings_bytes = policies.settings();
+    let inputs: Vec<Input> = sources.iter().map(Input::from).collect();
+    run_inputs(
+        evaluator,
+        policies,
+        &inputs,
+        Options {
+            default_namespace,
+            jobs: Options::default_jobs(),
+            fix: true,
+            retain: true,
+        },
+    )
+}
+
+/// What the reader and the workers tell the collector.
+enum Message {
+    /// An input was read and cut into `chunks` parts.
+    File {
+        file: usize,
+        chunks: usize,
+        len: usize,
+    },
+    /// An input could not be read.
+    Unreadable { file: usize, error: Diagnostic },
+    /// A part was answered.
+    Part {
+        file: usize,
+        chunk: usize,
+        answer: Result<Part, Diagnostic>,
+    },
+}
+
+/// A part to answer.
+struct Job {
+    file: usize,
+    chunk_index: usize,
+    chunk: Chunk,
+    name: Arc<str>,
+    text: Arc<str>,
+    explicit: bool,
+}
+
+/// What a worker found in one part.
+#[derive(Default)]
+struct Part {
+    objects: Vec<Answered>,
+    notes: Vec<String>,
+    edit: Option<Edit>,
+}
+
+/// One object, answered.
+struct Answered {
+    document: usize,
+    base: JsonPath,
+    line: usize,
+    findings: Vec<Reported>,
+    accepted: bool,
+    changed: bool,
+    mutated: Option<Value>,
+    value: Option<Value>,
+    member: SetMember,
+}
+
+/// What the workers share.
+struct Shared<'a> {
+    policies: &'a Policies,
+    settings: Vec<u8>,
+    options: Options<'a>,
+    abort: AtomicBool,
+}
+
+/// Runs the policies over the inputs (the pipeline described at the top of this file).
+pub fn run_inputs(
+    evaluator: &(dyn Evaluator + Sync),
+    policies: &Policies,
+    inputs: &[Input],
+    options: Options<'_>,
+) -> Result<Outcome, Diagnostic> {
+    let settings = policies.settings();
     let answer = evaluator
-        .validate_settings(&settings_bytes)
+        .validate_settings(&settings)
         .map_err(|e| Diagnostic::Module(e.to_string()))?;
     if !answer.valid {
         return Err(Diagnostic::Module(format!(
@@ -187,80 +443,372 @@ pub fn run(
             answer.message.unwrap_or_default()
         )));
     }
-    let settings = policies.set.settings();
-    let manifests = manifests::objects(sources)?;
-    let mut findings = Vec::new();
-    let mut mutated = Vec::with_capacity(manifests.len());
-    let mut accepted = Vec::with_capacity(manifests.len());
-    let mut members = Vec::with_capacity(manifests.len());
-    for (uid, m) in manifests.iter().enumerate() {
-        let src = sources
-            .get(m.source)
-            .ok_or_else(|| Diagnostic::Module("internal: source index".to_owned()))?;
-        let request = validation_request(uid, &m.value, default_namespace, &settings);
-        let response = evaluator
-            .validate(request.to_string().as_bytes())
-            .map_err(|e| Diagnostic::Module(format!("{}:{}: {e}", src.name, m.line)))?;
-        let object_findings: Vec<Finding> = match response
-            .audit_annotations
-            .as_ref()
-            .and_then(|a| a.get(FINDINGS_ANNOTATION))
-        {
-            Some(json) => serde_json::from_str(json).map_err(|e| {
-                Diagnostic::Module(format!(
-                    "the module's findings annotation is not valid: {e}"
-                ))
-            })?,
-            None => Vec::new(),
-        };
-        if !response.accepted && object_findings.is_empty() {
-            // Not about the rules: the module could not read the object.
-            return Err(Diagnostic::Input {
-                file: src.name.clone(),
-                line: m.line,
-                column: 1,
-                message: response
-                    .message
-                    .unwrap_or_else(|| "rejected without a message".to_owned()),
+    let shared = Shared {
+        policies,
+        settings,
+        options,
+        abort: AtomicBool::new(false),
+    };
+    let jobs = options.jobs.max(1);
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(jobs * 4);
+    let job_rx = Mutex::new(job_rx);
+    let (tx, rx) = mpsc::sync_channel::<Message>(jobs * 16);
+    std::thread::scope(|scope| {
+        let reader_tx = tx.clone();
+        let shared_ref = &shared;
+        scope.spawn(move || read_inputs(inputs, shared_ref, &job_tx, &reader_tx));
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                let mut worker = evaluator.worker();
+                // Until the reader is done: after an abort, jobs are taken and dropped, so the
+                // reader never waits on a full queue nobody empties.
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    if shared_ref.abort.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let answer = answer_part(&job, worker.as_mut(), shared_ref);
+                    let message = Message::Part {
+                        file: job.file,
+                        chunk: job.chunk_index,
+                        answer,
+                    };
+                    if tx.send(message).is_err() {
+                        shared_ref.abort.store(true, Ordering::Relaxed);
+                    }
+                }
             });
         }
-        for f in object_findings {
-            let line = JsonPath::parse(&f.path)
-                .ok()
-                .and_then(|p| line_of(src, m.document, &m.base.join(&p)));
-            findings.push(report(f, &src.name, line, Some(uid)));
-        }
-        members.push(
-            policies
-                .set
-                .set_member(m.value.to_string().as_bytes(), default_namespace),
-        );
-        mutated.push(response.mutated_object);
-        accepted.push(response.accepted);
-    }
-    for f in policies.set.check_set(&members) {
-        let origin = policies
-            .set
-            .policies()
-            .iter()
-            .position(|p| p.name == f.policy)
-            .and_then(|i| policies.origins.get(i));
-        let (file, line) =
-            match origin.and_then(|(s, d)| policies.sources.get(*s).map(|src| (src, *d))) {
-                Some((src, doc)) => (
-                    src.name.clone(),
-                    JsonPath::parse(&f.path)
-                        .ok()
-                        .and_then(|p| line_of(src, doc, &p)),
-                ),
-                None => (String::new(), None),
-            };
-        findings.push(report(f, &file, line, None));
-    }
-    Ok(Outcome {
-        findings,
-        manifests,
-        mutated,
-        accepted,
+        drop(tx);
+        let collected = collect(rx, inputs, &shared);
+        // Stop the reader and the workers early when the run ended with an error.
+        shared.abort.store(true, Ordering::Relaxed);
+        collected
     })
+}
+
+/// The reader: inputs in order, each read and cut into parts sent to the workers.
+fn read_inputs(
+    inputs: &[Input],
+    shared: &Shared<'_>,
+    jobs: &mpsc::SyncSender<Job>,
+    collector: &mpsc::SyncSender<Message>,
+) {
+    for (file, input) in inputs.iter().enumerate() {
+        if shared.abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let text = match input.load() {
+            Ok(text) => text,
+            Err(error) => {
+                let _ = collector.send(Message::Unreadable { file, error });
+                return;
+            }
+        };
+        let chunks: Vec<Chunk> = read::chunks(&text).collect();
+        let message = Message::File {
+            file,
+            chunks: chunks.len(),
+            len: text.len(),
+        };
+        if collector.send(message).is_err() {
+            return;
+        }
+        let name: Arc<str> = Arc::from(input.name());
+        for (chunk_index, chunk) in chunks.into_iter().enumerate() {
+            if shared.abort.load(Ordering::Relaxed) {
+                return;
+            }
+            let job = Job {
+                file,
+                chunk_index,
+                chunk,
+                name: Arc::clone(&name),
+                text: Arc::clone(&text),
+                explicit: input.explicit(),
+            };
+            if jobs.send(job).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A worker's answer for one part: its objects through `validate`, findings with positions,
+/// and (for `fix`) the document's rewrite.
+fn answer_part(job: &Job, worker: &mut dyn Worker, shared: &Shared<'_>) -> Result<Part, Diagnostic> {
+    let mut part = Part::default();
+    let name = &*job.name;
+    for document in read::chunk_documents(&job.text, &job.chunk) {
+        let document = document.map_err(|e| {
+            let e = manifest::syntax_error(&job.text, e);
+            input_error(name, e.position, e.message)
+        })?;
+        let positions = document.positions.clone();
+        let lines = document.lines(&job.text);
+        let whole = shared.options.fix.then(|| document.value.clone());
+        let objects = match manifest::contents(document, name)
+            .map_err(|e| input_error(name, e.position, e.message))?
+        {
+            Contents::Objects(objects) => objects,
+            Contents::Unrendered(Unrendered { position, message }) => {
+                if job.explicit {
+                    return Err(input_error(name, position, message));
+                }
+                part.notes.push(format!(
+                    "{name}:{}: skipped: {message}",
+                    position.line
+                ));
+                continue;
+            }
+        };
+        let mut repairs: Vec<(JsonPath, Vec<PatchOp>, Value)> = Vec::new();
+        for object in objects {
+            let object_json = serde_json::to_vec(&object.value).unwrap_or_default();
+            let request = request_bytes(
+                0,
+                &object.value,
+                &object_json,
+                shared.options.default_namespace,
+                &shared.settings,
+            );
+            let response = worker.validate(&request).map_err(|e| {
+                Diagnostic::Module(format!("{name}:{}: {e}", object.start.line))
+            })?;
+            let findings: Vec<Finding> = match response
+                .audit_annotations
+                .as_ref()
+                .and_then(|a| a.get(FINDINGS_ANNOTATION))
+            {
+                Some(json) => serde_json::from_str(json).map_err(|e| {
+                    Diagnostic::Module(format!(
+                        "the module's findings annotation is not valid: {e}"
+                    ))
+                })?,
+                None => Vec::new(),
+            };
+            if !response.accepted && findings.is_empty() {
+                // Not about the rules: the module could not read the object.
+                return Err(input_error(
+                    name,
+                    object.start,
+                    response
+                        .message
+                        .unwrap_or_else(|| "rejected without a message".to_owned()),
+                ));
+            }
+            let mut reported: Vec<Reported> = findings
+                .into_iter()
+                .map(|f| {
+                    let at = JsonPath::parse(&f.path)
+                        .ok()
+                        .and_then(|p| point_at(&positions, &object.base.join(&p)));
+                    report(f, name, at, None)
+                })
+                .collect();
+            reported.sort_by_key(|f| (f.line, f.column));
+            if let Some(mutated) = &response.mutated_object {
+                let ops = ops_of(&reported);
+                repairs.push((object.base.clone(), ops, mutated.clone()));
+            }
+            let member = shared
+                .policies
+                .set
+                .set_member(&object_json, shared.options.default_namespace);
+            part.objects.push(Answered {
+                document: object.document,
+                base: object.base,
+                line: object.start.line,
+                findings: reported,
+                accepted: response.accepted,
+                changed: response.mutated_object.is_some(),
+                mutated: response.mutated_object.filter(|_| shared.options.retain),
+                value: shared.options.retain.then_some(object.value),
+                member,
+            });
+        }
+        if let Some(mut whole) = whole
+            && !repairs.is_empty()
+        {
+            part.edit = Some(rewrite(&job.text, lines, &mut whole, repairs));
+        }
+    }
+    Ok(part)
+}
+
+/// The fix operations of one object's findings, each plan's once (the findings of one plan
+/// share its operations).
+fn ops_of(findings: &[Reported]) -> Vec<PatchOp> {
+    let mut ops: Vec<PatchOp> = Vec::new();
+    let mut seen: Vec<&Vec<PatchOp>> = Vec::new();
+    for fix in findings.iter().filter_map(|f| f.fix.as_ref()) {
+        if !seen.contains(&fix) {
+            ops.extend(fix.iter().cloned());
+            seen.push(fix);
+        }
+    }
+    ops
+}
+
+/// A document's rewrite: in place when the editor can make it (and it reads back as the
+/// repaired document), else the repaired document written anew. JSON is written anew.
+fn rewrite(
+    text: &str,
+    lines: Range<usize>,
+    whole: &mut Value,
+    repairs: Vec<(JsonPath, Vec<PatchOp>, Value)>,
+) -> Edit {
+    let mut all = Vec::new();
+    for (base, ops, mutated) in repairs {
+        if let Some(slot) = base.get_mut(whole) {
+            *slot = mutated;
+        }
+        all.push((base, ops));
+    }
+    let original = text.get(lines.clone()).unwrap_or_default();
+    let json = read::looks_like_json(original);
+    let in_place = if json {
+        None
+    } else {
+        edit::edit_document(original, &all, whole)
+    };
+    match in_place {
+        Some(text) => Edit {
+            range: lines,
+            text,
+            reformatted: false,
+        },
+        None => {
+            let mut text = if json {
+                serde_json::to_string_pretty(whole).unwrap_or_default()
+            } else {
+                edit::to_yaml(whole)
+            };
+            // The document's lines end before their line break.
+            if text.ends_with('\n') {
+                text.pop();
+            }
+            Edit {
+                range: lines,
+                text,
+                reformatted: !json,
+            }
+        }
+    }
+}
+
+/// Puts the answers back in input order.
+fn collect(
+    rx: mpsc::Receiver<Message>,
+    inputs: &[Input],
+    shared: &Shared<'_>,
+) -> Result<Outcome, Diagnostic> {
+    let mut outcome = Outcome::default();
+    let mut members: Vec<SetMember> = Vec::new();
+    // Per input: its part count and length once read, and the parts answered so far.
+    let mut expected: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut parts: BTreeMap<(usize, usize), Result<Part, Diagnostic>> = BTreeMap::new();
+    let mut unreadable: BTreeMap<usize, Diagnostic> = BTreeMap::new();
+    let mut next_file = 0;
+    let mut next_chunk = 0;
+    let mut file_findings: Vec<Reported> = Vec::new();
+    let mut file_record: Option<FileRecord> = None;
+    while next_file < inputs.len() {
+        // Take every message that is there, then move on as far as the order allows.
+        let Ok(message) = rx.recv() else { break };
+        match message {
+            Message::File { file, chunks, len } => {
+                expected.insert(file, (chunks, len));
+            }
+            Message::Unreadable { file, error } => {
+                unreadable.insert(file, error);
+            }
+            Message::Part {
+                file,
+                chunk,
+                answer,
+            } => {
+                parts.insert((file, chunk), answer);
+            }
+        }
+        loop {
+            if let Some(error) = unreadable.remove(&next_file) {
+                return Err(error);
+            }
+            let Some(&(chunks, len)) = expected.get(&next_file) else {
+                break;
+            };
+            let record = file_record.get_or_insert_with(|| FileRecord {
+                name: inputs.get(next_file).map(Input::name).unwrap_or_default(),
+                len,
+                objects: 0,
+                edits: Vec::new(),
+            });
+            if next_chunk < chunks {
+                let Some(answer) = parts.remove(&(next_file, next_chunk)) else {
+                    break;
+                };
+                let part = answer?;
+                outcome.notes.extend(part.notes);
+                for object in part.objects {
+                    let index = outcome.objects.len();
+                    record.objects += 1;
+                    outcome.objects.push(ObjectRecord {
+                        file: next_file,
+                        document: object.document,
+                        base: object.base,
+                        line: object.line,
+                        accepted: object.accepted,
+                        mutated: object.changed,
+                    });
+                    file_findings.extend(object.findings.into_iter().map(|mut f| {
+                        f.manifest = Some(index);
+                        f
+                    }));
+                    if let Some(value) = object.value {
+                        outcome.retained.push(Retained {
+                            value,
+                            mutated: object.mutated,
+                        });
+                    }
+                    members.push(object.member);
+                }
+                record.edits.extend(part.edit);
+                next_chunk += 1;
+                continue;
+            }
+            // The input is complete: its findings by line, then the next input.
+            file_findings.sort_by_key(|f| (f.line, f.column));
+            outcome.findings.append(&mut file_findings);
+            outcome.files.extend(file_record.take());
+            expected.remove(&next_file);
+            next_file += 1;
+            next_chunk = 0;
+            if next_file == inputs.len() {
+                break;
+            }
+        }
+    }
+    if next_file < inputs.len() {
+        return Err(Diagnostic::Module(
+            "internal: the check pipeline stopped before its end".to_owned(),
+        ));
+    }
+    for f in shared.policies.set.check_set(&members) {
+        let path = JsonPath::parse(&f.path).unwrap_or_default();
+        let (file, at) = shared.policies.locate(&f.policy, &path);
+        outcome.findings.push(report(f, &file, at, None));
+    }
+    if outcome.objects.is_empty() {
+        outcome
+            .notes
+            .push("no Kubernetes objects in the input: nothing was checked".to_owned());
+    }
+    Ok(outcome)
 }

@@ -1,17 +1,18 @@
 //! `apart fix`: the repaired manifests, as text.
 //!
-//! YAML inputs are edited in place (comments, order and formatting outside the repaired
-//! nodes survive); when an edit cannot be made textually, that file is re-emitted from its
-//! values and a note says so. JSON inputs are printed as JSON.
+//! The check pipeline leaves, per input, the rewrites of the documents a mutate rule changed
+//! ([`Edit`]s: YAML edited in place, comments and formatting outside the repaired nodes kept;
+//! a document the editor cannot rewrite, and JSON, written anew). Here they are applied to the
+//! input's text, read again when its turn comes, so the run holds one input at a time.
+//!
+//! Several inputs print as one stream of documents, each input after a `---` line and a
+//! `# Source:` comment (as `helm template` prints), so that `apart fix DIR | kubectl apply -f
+//! -` and `apart fix DIR | apart check -p ... -` read every document. One input prints as it
+//! is, byte for byte where nothing was repaired.
 
-use apart_policy::PatchOp;
-use apart_policy::source::path::JsonPath;
-use apart_policy::source::read;
-use serde_json::Value;
-
-use crate::commands::check::Outcome;
-use crate::manifests::Source;
-use apart_policy::source::edit;
+use crate::commands::check::{Edit, FileRecord, Outcome};
+use crate::diagnostic::Diagnostic;
+use crate::manifests::{Input, Source};
 
 /// One input's repaired text.
 #[derive(Debug, Clone)]
@@ -22,107 +23,101 @@ pub struct FixedSource {
     pub original: String,
     /// The repaired text.
     pub fixed: String,
-    /// True when formatting could not be kept (the file was re-emitted).
-    pub reformatted: bool,
+    /// Documents that could not be repaired in place and were written anew.
+    pub reformatted: usize,
 }
 
-fn set_at(doc: &mut Value, base: &JsonPath, value: Value) {
-    if let Some(slot) = base.get_mut(doc) {
-        *slot = value;
-    }
-}
-
-/// The fix operations for manifest `index`, each plan's once.
-fn ops_for(outcome: &Outcome, index: usize) -> Vec<PatchOp> {
-    let mut ops: Vec<PatchOp> = Vec::new();
-    let mut last: Option<&Vec<PatchOp>> = None;
-    for f in outcome
-        .findings
-        .iter()
-        .filter(|f| f.manifest == Some(index))
-    {
-        if let Some(fix) = &f.fix
-            && last != Some(fix)
-        {
-            ops.extend(fix.iter().cloned());
-            last = Some(fix);
-        }
-    }
-    ops
-}
-
-/// Repairs every source.
-pub fn fix_sources(sources: &[Source], outcome: &Outcome) -> Vec<FixedSource> {
-    let mut out = Vec::new();
-    for (s, src) in sources.iter().enumerate() {
-        let changed: Vec<(usize, &Value)> = outcome
-            .manifests
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.source == s)
-            .filter_map(|(i, _)| {
-                outcome
-                    .mutated
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .map(|v| (i, v))
-            })
-            .collect();
-        let mut fixed = FixedSource {
-            name: src.name.clone(),
-            original: src.text.clone(),
-            fixed: src.text.clone(),
-            reformatted: false,
-        };
-        if changed.is_empty() {
-            out.push(fixed);
+/// The text with the edits (in order, not overlapping) applied.
+pub fn apply_edits(text: &str, edits: &[Edit]) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut at = 0;
+    for edit in edits {
+        if edit.range.start < at {
             continue;
         }
-        let Ok(mut docs) = read::parse_documents(&src.text) else {
-            out.push(fixed);
-            continue;
-        };
-        let mut text = src.text.clone();
-        for (index, mutated) in changed {
-            let Some(m) = outcome.manifests.get(index) else {
-                continue;
-            };
-            let Some(doc) = docs.iter_mut().find(|d| d.index == m.document) else {
-                continue;
-            };
-            set_at(&mut doc.value, &m.base, mutated.clone());
-            if fixed.reformatted || src.is_json() {
-                continue;
-            }
-            match edit::apply_patch(
-                &text,
-                m.document,
-                &m.base,
-                &ops_for(outcome, index),
-                &doc.value,
-            ) {
-                Some(edited) => text = edited,
-                None => fixed.reformatted = true,
-            }
-        }
-        fixed.fixed = if src.is_json() {
-            let value = docs
-                .into_iter()
-                .next()
-                .map(|d| d.value)
-                .unwrap_or(Value::Null);
-            let mut t = serde_json::to_string_pretty(&value).unwrap_or_default();
-            t.push('\n');
-            t
-        } else if fixed.reformatted {
-            docs.iter()
-                .map(|d| edit::to_yaml(&d.value))
-                .collect::<Vec<_>>()
-                .join("---\n")
-        } else {
-            text
-        };
-        out.push(fixed);
+        out.push_str(text.get(at..edit.range.start).unwrap_or_default());
+        out.push_str(&edit.text);
+        at = edit.range.end;
     }
+    out.push_str(text.get(at..).unwrap_or_default());
     out
+}
+
+fn fixed(name: String, original: String, record: &FileRecord) -> FixedSource {
+    FixedSource {
+        fixed: apply_edits(&original, &record.edits),
+        reformatted: record.edits.iter().filter(|e| e.reformatted).count(),
+        name,
+        original,
+    }
+}
+
+/// Repairs sources already read (their outcome's inputs, in the same order).
+pub fn fix_sources(sources: &[Source], outcome: &Outcome) -> Vec<FixedSource> {
+    sources
+        .iter()
+        .zip(&outcome.files)
+        .map(|(source, record)| fixed(source.name.clone(), source.text.clone(), record))
+        .collect()
+}
+
+/// Repairs one input of a run, reading it again; an input that changed since the run read
+/// it is an error (its edits would land in the wrong place).
+pub fn fix_input(input: &Input, record: &FileRecord) -> Result<FixedSource, Diagnostic> {
+    let text = input.load()?;
+    if text.len() != record.len {
+        return Err(Diagnostic::Usage(format!(
+            "{}: the file changed while apart was reading it: run apart fix again",
+            record.name
+        )));
+    }
+    Ok(fixed(record.name.clone(), text.to_string(), record))
+}
+
+/// How one input starts the stream of several: after a `---` line (unless its text opens a
+/// document itself) and a `# Source:` comment.
+pub fn stream_header(name: &str, text: &str) -> String {
+    let opens_document = text
+        .lines()
+        .find(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        })
+        .is_some_and(|l| l == "---" || l.starts_with("--- "));
+    if opens_document {
+        format!("# Source: {name}\n")
+    } else {
+        format!("---\n# Source: {name}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_replace_their_ranges_in_order() {
+        let edits = [
+            Edit {
+                range: 2..3,
+                text: "B".into(),
+                reformatted: false,
+            },
+            Edit {
+                range: 6..7,
+                text: "DD".into(),
+                reformatted: false,
+            },
+        ];
+        assert_eq!(apply_edits("a b c d e", &edits), "a B c DD e");
+    }
+
+    #[test]
+    fn each_input_of_a_stream_opens_a_document() {
+        assert_eq!(stream_header("a.yaml", "kind: A\n"), "---\n# Source: a.yaml\n");
+        assert_eq!(
+            stream_header("b.yaml", "# c\n---\nkind: B\n"),
+            "# Source: b.yaml\n"
+        );
+    }
 }

@@ -153,8 +153,13 @@ fn affinity_error(
 ) -> Diagnostic {
     let position = problems
         .first()
-        .and_then(|p| read::locate_nearest(&source.text, document, &p.path))
-        .map_or(start, |span| span.start);
+        .and_then(|p| {
+            read::documents(&source.text)
+                .filter_map(Result::ok)
+                .find(|d| d.index == document)
+                .and_then(|d| d.positions.nearest(&p.path))
+        })
+        .map_or(start, |(span, _)| span.start());
     let message = problems
         .iter()
         .map(|p| format!("{}: {}", p.path, p.message))

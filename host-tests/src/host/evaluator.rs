@@ -29,6 +29,31 @@ pub trait Evaluator {
     fn validate_settings(&self, settings: &[u8]) -> Result<SettingsValidationResponse, EvalError>;
     /// `validate` with a `ValidationRequest` JSON.
     fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError>;
+    /// A runner for one thread's many `validate` calls. The module's keeps one instance warm
+    /// (its settings compiled once); by default every call is a [`Evaluator::validate`].
+    fn worker(&self) -> Box<dyn Worker + '_> {
+        Box::new(EachCall(self))
+    }
+}
+
+/// Many `validate` calls from one thread ([`Evaluator::worker`]).
+pub trait Worker {
+    /// `validate` with a `ValidationRequest` JSON.
+    fn validate(&mut self, request: &[u8]) -> Result<ValidationResponse, EvalError>;
+}
+
+struct EachCall<'a, E: Evaluator + ?Sized>(&'a E);
+
+impl<E: Evaluator + ?Sized> Worker for EachCall<'_, E> {
+    fn validate(&mut self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
+        self.0.validate(request)
+    }
+}
+
+impl Worker for crate::host::wapc::Session<'_> {
+    fn validate(&mut self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
+        decode("validate", &self.call("validate", request)?)
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(operation: &str, bytes: &[u8]) -> Result<T, EvalError> {
@@ -48,6 +73,10 @@ impl Evaluator for PolicyModule {
 
     fn validate(&self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
         decode("validate", &self.call("validate", request)?)
+    }
+
+    fn worker(&self) -> Box<dyn Worker + '_> {
+        Box::new(self.session())
     }
 }
 

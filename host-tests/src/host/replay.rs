@@ -208,10 +208,14 @@ impl Replay {
             .map_err(|e| invalid(e.position.line, e.position.column, e.message))?;
         let mut exchanges = Vec::new();
         for doc in docs {
+            let positions = doc.positions;
+            let start = doc.start;
             let at = |path: &apart_policy::source::path::JsonPath| {
-                apart_policy::source::read::locate_nearest(text, doc.index, path)
-                    .map_or((doc.start.line, doc.start.column), |s| {
-                        (s.start.line, s.start.column)
+                positions
+                    .nearest(path)
+                    .map_or((start.line, start.column), |(s, _)| {
+                        let p = s.start();
+                        (p.line, p.column)
                     })
             };
             let Value::Array(items) = doc.value else {
@@ -422,7 +426,7 @@ mod tests {
         );
         let unknown = SESSION.replace("!KubernetesGetResource", "!DNSLookupHost");
         assert!(
-            err(&unknown).starts_with("s.yml:13:5:")
+            err(&unknown).starts_with("s.yml:12:3:")
                 && err(&unknown).contains("request type DNSLookupHost is not replayed by apart"),
             "{}",
             err(&unknown)

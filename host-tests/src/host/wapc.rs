@@ -1,9 +1,11 @@
 //! A waPC host on wasmtime that calls a Kubewarden policy module the way policy-server does.
 //!
-//! The module is compiled once ([`PolicyModule::new`]) and pre-instantiated; every call gets
-//! a fresh instance (policy-server's model: no state leaks between evaluations), runs the
-//! guest's initialisation (`_initialize`/`_start`, then `wapc_init`), and is interrupted when
-//! it runs past its deadline (epoch interruption, 2 s by default as in policy-server).
+//! The module is compiled once per machine ([`PolicyModule::new`], through the compiled-module
+//! cache) and pre-instantiated; every [`PolicyModule::call`] gets a fresh instance
+//! (policy-server's model: no state leaks between evaluations), runs the guest's
+//! initialisation (`_initialize`/`_start`, then `wapc_init`), and is interrupted when it runs
+//! past its deadline (epoch interruption, 2 s by default as in policy-server). A
+//! [`Session`] keeps one instance warm for many calls, as the CLI does over a manifest set.
 //!
 //! The waPC protocol: the host calls `__guest_call(op_len, payload_len)`; the guest asks for
 //! the operation name and payload with `__guest_request`, and answers with
@@ -25,8 +27,8 @@ use std::time::Duration;
 use crate::host::replay::{HostCall, Replay};
 
 use wasmtime::{
-    Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Module, Store,
-    StoreLimits, StoreLimitsBuilder, Val, ValType,
+    Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Store, StoreLimits,
+    StoreLimitsBuilder, TypedFunc, Val, ValType,
 };
 
 /// How often the epoch advances.
@@ -244,7 +246,7 @@ const WASI_PROVIDED: &[&str] = &[
     "proc_exit",
 ];
 
-fn link_wasi(linker: &mut Linker<HostState>, module: &Module) -> wasmtime::Result<()> {
+fn link_wasi(linker: &mut Linker<HostState>, module: &wasmtime::Module) -> wasmtime::Result<()> {
     const WASI: &str = "wasi_snapshot_preview1";
     linker.func_wrap(
         WASI,
@@ -357,7 +359,7 @@ impl PolicyModule {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
-        let module = Module::new(&engine, wasm)
+        let module = crate::host::cache::compile(&engine, wasm)
             .map_err(|e| anyhow::anyhow!("cannot compile the module: {e}"))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         link_wapc(&mut linker).map_err(anyhow::Error::from)?;
@@ -406,9 +408,24 @@ impl PolicyModule {
         operation: &str,
         payload: &[u8],
     ) -> Result<(Vec<u8>, Vec<HostCall>), CallError> {
-        let state = HostState {
-            operation: operation.as_bytes().to_vec(),
-            payload: payload.to_vec(),
+        let mut live = self.instantiate(operation)?;
+        live.invoke(self, operation, payload)
+    }
+
+    /// A warm instance for many calls from one thread: what the CLI uses for every object of
+    /// a run (policy-server's fresh instance per evaluation is [`PolicyModule::call`]). The
+    /// guest keeps nothing between calls but its compiled settings, so answers are the same.
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            module: self,
+            live: None,
+        }
+    }
+
+    fn state(&self) -> HostState {
+        HostState {
+            operation: Vec::new(),
+            payload: Vec::new(),
             response: None,
             error: None,
             host_error: Vec::new(),
@@ -418,44 +435,63 @@ impl PolicyModule {
             logs: Vec::new(),
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
             random: 0x9E37_79B9_7F4A_7C15,
-        };
-        let mut store = Store::new(&self.engine, state);
+        }
+    }
+
+    /// A new instance, initialised as policy-server initialises one.
+    fn instantiate(&self, operation: &str) -> Result<Live, CallError> {
+        let mut store = Store::new(&self.engine, self.state());
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks);
-        let trap = |e: wasmtime::Error, store: &Store<HostState>| {
-            let deadline = e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
-            let logs = store.data().logs.join("");
-            CallError::Trap {
-                operation: operation.to_owned(),
-                message: if logs.is_empty() {
-                    format!("{e:#}")
-                } else {
-                    format!("{e:#}; module output: {}", logs.trim())
-                },
-                deadline,
-            }
-        };
         let instance = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         for init in ["_initialize", "_start", "wapc_init"] {
             if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, init) {
-                f.call(&mut store, ()).map_err(|e| trap(e, &store))?;
+                f.call(&mut store, ())
+                    .map_err(|e| trap(operation, e, &store))?;
             }
         }
         let guest_call = instance
             .get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
             .map_err(|e| CallError::Instantiate(format!("not a waPC module: {e}")))?;
-        let ok = guest_call
+        Ok(Live { store, guest_call })
+    }
+}
+
+/// An instance and its waPC entry point.
+struct Live {
+    store: Store<HostState>,
+    guest_call: TypedFunc<(i32, i32), i32>,
+}
+
+impl Live {
+    fn invoke(
+        &mut self,
+        module: &PolicyModule,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<(Vec<u8>, Vec<HostCall>), CallError> {
+        let state = self.store.data_mut();
+        state.operation = operation.as_bytes().to_vec();
+        state.payload = payload.to_vec();
+        state.response = None;
+        state.error = None;
+        state.host_calls.clear();
+        state.logs.clear();
+        self.store.set_epoch_deadline(module.deadline_ticks);
+        let ok = self
+            .guest_call
             .call(
-                &mut store,
+                &mut self.store,
                 (len_i32(operation.len()), len_i32(payload.len())),
             )
-            .map_err(|e| trap(e, &store))?;
-        let state = store.into_data();
-        match (ok, state.response, state.error) {
-            (1, Some(response), _) => Ok((response, state.host_calls)),
+            .map_err(|e| trap(operation, e, &self.store))?;
+        let state = self.store.data_mut();
+        let host_calls = std::mem::take(&mut state.host_calls);
+        match (ok, state.response.take(), state.error.take()) {
+            (1, Some(response), _) => Ok((response, host_calls)),
             (_, _, Some(error)) => Err(CallError::Guest {
                 operation: operation.to_owned(),
                 message: String::from_utf8_lossy(&error).into_owned(),
@@ -465,5 +501,42 @@ impl PolicyModule {
                 message: "the module returned neither a response nor an error".to_owned(),
             }),
         }
+    }
+}
+
+/// A trap (or an interrupted call) as a [`CallError`], with what the guest printed.
+fn trap(operation: &str, e: wasmtime::Error, store: &Store<HostState>) -> CallError {
+    let deadline = e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
+    let logs = store.data().logs.join("");
+    CallError::Trap {
+        operation: operation.to_owned(),
+        message: if logs.is_empty() {
+            format!("{e:#}")
+        } else {
+            format!("{e:#}; module output: {}", logs.trim())
+        },
+        deadline,
+    }
+}
+
+/// Calls on one warm instance ([`PolicyModule::session`]). An instance that trapped is
+/// dropped; the next call gets a fresh one.
+pub struct Session<'m> {
+    module: &'m PolicyModule,
+    live: Option<Live>,
+}
+
+impl Session<'_> {
+    /// Calls a waPC operation on this session's instance.
+    pub fn call(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => self.module.instantiate(operation)?,
+        };
+        let answer = live.invoke(self.module, operation, payload);
+        if answer.is_ok() {
+            self.live = Some(live);
+        }
+        answer.map(|(response, _)| response)
     }
 }

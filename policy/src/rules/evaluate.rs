@@ -4,14 +4,17 @@
 //! For every subject pod source and every peer group, a term *satisfies* the rule when it is
 //! a valid anti-affinity term whose selector covers every peer (selector implication), whose
 //! namespace scope includes every peer namespace, whose topology key separates the rule's
-//! failure domain, and which is at least as strong as the rule. When none does, the closest
-//! related term (one that shares a label key with the peers, names their namespace, or has a
-//! null selector) is diagnosed field by field; without one, the term is missing.
+//! failure domain, and which is at least as strong as the rule ([`crate::rules::judge`]).
+//! When none does, the closest term *meant for the peers* is diagnosed: a term that does not
+//! select them gets one finding (its selector); one that does, a finding per field that falls
+//! short. Without such a term the group's term is missing, and the pod's other terms (replica
+//! spreads, terms about other groups) are left alone.
 
 use serde_json::{Value, json};
 
 use crate::error::ObjectError;
 use crate::kube::affinity::{self, NamespaceFacts, PodFacts, Term};
+use crate::rules::judge::{Judgement, SelectorFit, judge};
 use crate::kube::object::{self, AffinitySlot, ObjectView, Origin, PodSource};
 use crate::rules::finding::{Code, Finding, ObjectRef};
 use crate::rules::mutate::{self, Plan, Repair};
@@ -43,141 +46,6 @@ impl Evaluation {
         self.findings
             .iter()
             .any(|f| f.severity == crate::Severity::Error)
-    }
-}
-
-/// Well-known nested failure domains, narrowest first.
-const DOMAINS: [&str; 3] = [
-    crate::rules::policy::HOSTNAME,
-    "topology.kubernetes.io/zone",
-    "topology.kubernetes.io/region",
-];
-
-fn rank(key: &str) -> Option<usize> {
-    DOMAINS.iter().position(|d| *d == key)
-}
-
-/// How a term's selector relates to a peer group's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SelectorFit {
-    Covers,
-    Partial,
-    Disjoint,
-    Null,
-}
-
-/// A term judged against one peer group.
-struct Judgement<'t, 'a> {
-    term: &'t Term<'a>,
-    selector: SelectorFit,
-    /// Listed peer namespaces the term cannot see.
-    missing_names: Vec<String>,
-    /// The peer group selects namespaces by label, and the term does not provably see them.
-    selector_unseen: bool,
-    topology: Option<String>,
-    strength: Option<String>,
-    related: bool,
-}
-
-impl Judgement<'_, '_> {
-    fn defects(&self) -> usize {
-        usize::from(self.selector != SelectorFit::Covers)
-            + usize::from(self.blind())
-            + usize::from(self.topology.is_some())
-            + usize::from(self.strength.is_some())
-    }
-
-    fn satisfies(&self) -> bool {
-        self.defects() == 0
-    }
-
-    /// Separates the domain and sees the peers, whatever its strength.
-    fn separates(&self) -> bool {
-        self.selector == SelectorFit::Covers && !self.blind() && self.topology.is_none()
-    }
-
-    fn blind(&self) -> bool {
-        !self.missing_names.is_empty() || self.selector_unseen
-    }
-}
-
-fn judge<'t, 'a>(
-    term: &'t Term<'a>,
-    policy: &Policy,
-    group: &PeerGroup,
-    facts: &NamespaceFacts,
-) -> Judgement<'t, 'a> {
-    let selector = if term.selector.is_nothing() {
-        SelectorFit::Null
-    } else if group.selector.implies(&term.selector) {
-        SelectorFit::Covers
-    } else if term.selector.intersects(&group.selector) {
-        SelectorFit::Partial
-    } else {
-        SelectorFit::Disjoint
-    };
-    let missing_names: Vec<String> = group
-        .namespaces
-        .iter()
-        .filter(|n| !term.scope.includes(n, facts))
-        .cloned()
-        .collect();
-    let selector_unseen = group.namespace_selector.as_ref().is_some_and(|(s, _)| {
-        if s.is_everything() {
-            !term.scope.is_all()
-        } else {
-            !term.scope.includes_selected(s, facts)
-        }
-    });
-    let key = term.spec.topology_key.as_str();
-    let topology = topology_problem(key, &policy.topology_key, term.required());
-    let strength = match (policy.strength, term.weight) {
-        (Strength::Required, Some(w)) => Some(format!(
-            "this term is preferred (weight {w}), but the rule requires it: move it to requiredDuringSchedulingIgnoredDuringExecution"
-        )),
-        (Strength::Preferred, Some(w)) if w < policy.weight => Some(format!(
-            "weight {w} is below the rule's {}: set weight: {}",
-            policy.weight, policy.weight
-        )),
-        _ => None,
-    };
-    let term_keys = term.selector.keys();
-    let shares_key = group.selector.keys().iter().any(|k| term_keys.contains(k));
-    let names_peers = !term.scope.own_namespace_only
-        && group
-            .namespaces
-            .iter()
-            .any(|n| term.scope.names.contains(n));
-    let related = selector == SelectorFit::Covers
-        || selector == SelectorFit::Null
-        || shares_key
-        || names_peers;
-    Judgement {
-        term,
-        selector,
-        missing_names,
-        selector_unseen,
-        topology,
-        strength,
-        related,
-    }
-}
-
-fn topology_problem(key: &str, rule: &str, required: bool) -> Option<String> {
-    if key == rule {
-        return None;
-    }
-    match (rank(key), rank(rule)) {
-        (Some(k), Some(r)) if k > r && required => None,
-        (Some(k), Some(r)) if k > r => Some(format!(
-            "topologyKey {key} is wider than the rule's {rule}: a preferred term cannot steer between {rule} domains inside one {key} domain (in a single-domain cluster it does nothing); use topologyKey: {rule}"
-        )),
-        (Some(_), Some(_)) => Some(format!(
-            "topologyKey {key} is narrower than the rule's {rule}: it only keeps pods off the same {key} domain, not the same {rule} domain; use topologyKey: {rule}"
-        )),
-        _ => Some(format!(
-            "topologyKey {key} is not the rule's failure domain {rule}: use topologyKey: {rule}"
-        )),
     }
 }
 
@@ -268,7 +136,7 @@ impl Check<'_> {
             let judgements: Vec<Judgement<'_, '_>> = compiled
                 .anti_affinity
                 .iter()
-                .map(|t| judge(t, policy, group, facts))
+                .map(|t| judge(t, policy, group, &pod, facts))
                 .collect();
             if !singleton_warned
                 && source.replicas == Some(1)
@@ -294,7 +162,7 @@ impl Check<'_> {
             let first = self.findings.len();
             let best = judgements
                 .iter()
-                .filter(|j| j.related)
+                .filter(|j| j.meant_for_peers)
                 .min_by_key(|j| j.defects());
             let plan = match best {
                 None => {
@@ -304,12 +172,13 @@ impl Check<'_> {
                         Code::MissingAntiAffinity,
                         &anti_path,
                         format!(
-                            "{} have no podAntiAffinity term keeping them apart from {} on {}: add to {}: {}",
+                            "{} have no podAntiAffinity term keeping them apart from {} on {}: add to {}: {}{}",
                             describe_pods(source),
                             group.describe(),
                             policy.topology_key,
                             list,
-                            term
+                            term,
+                            other_terms(&judgements)
                         ),
                     );
                     Plan::AddTerm { list, term }
@@ -322,12 +191,19 @@ impl Check<'_> {
         }
     }
 
-    /// Reports each defect of the closest related term; returns how to repair.
+    /// Reports the defects of the closest term meant for the peers; returns how to repair.
     fn diagnose(&mut self, j: &Judgement<'_, '_>, source: &PodSource, group: &PeerGroup) -> Plan {
         let policy = self.policy;
         let term = j.term;
         let term_path = &term.path;
         let wanted_selector = serde_json::to_string(&group.label_selector).unwrap_or_default();
+        let add_term = || Plan::AddTerm {
+            list: source
+                .affinity_path
+                .name("podAntiAffinity")
+                .name(list_name(policy.strength)),
+            term: rule_term(policy, group),
+        };
         match j.selector {
             SelectorFit::Covers => {}
             SelectorFit::Null => self.finding(
@@ -357,6 +233,11 @@ impl Check<'_> {
                 ),
             ),
         }
+        // Until it selects the peers, its namespaces, topology and weight say nothing about
+        // them: one finding, and a term that does select them.
+        if j.selector != SelectorFit::Covers {
+            return add_term();
+        }
         let mut repair = Repair {
             term: term_path.clone(),
             weighted: term.weighted_path.clone(),
@@ -364,7 +245,7 @@ impl Check<'_> {
             namespace_selector: None,
             weight: None,
         };
-        let mut repairable = j.selector == SelectorFit::Covers && j.topology.is_none();
+        let mut repairable = j.topology.is_none();
         if j.blind() {
             self.finding(
                 Code::NamespaceBlind,
@@ -412,14 +293,31 @@ impl Check<'_> {
         if repairable {
             Plan::Repair(repair)
         } else {
-            Plan::AddTerm {
-                list: source
-                    .affinity_path
-                    .name("podAntiAffinity")
-                    .name(list_name(policy.strength)),
-                term: rule_term(policy, group),
-            }
+            add_term()
         }
+    }
+}
+
+/// What a `missing-anti-affinity` message says of the pod's other terms: what they select,
+/// and that they stay.
+fn other_terms(judgements: &[Judgement<'_, '_>]) -> String {
+    let described: Vec<String> = judgements
+        .iter()
+        .map(|j| {
+            if j.spreads_replicas {
+                format!("a spread of its own replicas ({})", j.term.selector.describe())
+            } else {
+                j.term.selector.describe()
+            }
+        })
+        .collect();
+    match described.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (its existing term, {one}, is not about these peers and stays as it is)"),
+        many => format!(
+            " (its existing terms, {}, are not about these peers and stay as they are)",
+            many.join("; ")
+        ),
     }
 }
 
@@ -469,16 +367,36 @@ fn blind_message(j: &Judgement<'_, '_>, source: &PodSource, group: &PeerGroup) -
         }
     }
     let advice = advice.join(" and ");
-    if term.scope.own_namespace_only {
+    if !term.scope.own_namespace_only {
+        return format!(
+            "this term's namespace scope ({}) does not include {unseen}, where the peers run, so it never matches them there: {advice}",
+            describe_scope(term)
+        );
+    }
+    let own = &source.namespace;
+    let head = format!(
+        "this term selects the peers' labels ({}) but has neither namespaces nor namespaceSelector, so Kubernetes only looks for them in the pod's own namespace {own}",
+        term.selector.describe()
+    );
+    let own_is_peers = group.namespaces.contains(own) || group.any_namespace();
+    let by_label = group
+        .namespace_selector
+        .as_ref()
+        .is_some_and(|(s, _)| !s.is_everything());
+    if own_is_peers {
+        let missed = if group.any_namespace() && j.missing_names.is_empty() {
+            "every other namespace".to_owned()
+        } else {
+            unseen
+        };
+        format!("{head}: it sees the peers there but misses those in {missed}: {advice}")
+    } else if by_label {
         format!(
-            "this term selects the peers' labels ({}) but has neither namespaces nor namespaceSelector, so Kubernetes only looks for them in the pod's own namespace {}; the peers run in {unseen}, so the term never matches them (a silent no-op): {advice}",
-            term.selector.describe(),
-            source.namespace
+            "{head}; the peers run in {unseen}, which it sees only if {own} is one of them: {advice}"
         )
     } else {
         format!(
-            "this term's namespace scope ({}) does not include {unseen}, where the peers run, so it never matches them there: {advice}",
-            describe_scope(term)
+            "{head}, where no peer runs; the peers run in {unseen}, so the term never matches them (a silent no-op): {advice}"
         )
     }
 }
@@ -571,27 +489,3 @@ impl PolicySet {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_domains() {
-        let host = crate::rules::policy::HOSTNAME;
-        let zone = "topology.kubernetes.io/zone";
-        let region = "topology.kubernetes.io/region";
-        assert_eq!(topology_problem(host, host, false), None);
-        assert_eq!(
-            topology_problem(zone, host, true),
-            None,
-            "required zone separates nodes"
-        );
-        assert_eq!(topology_problem(region, zone, true), None);
-        assert!(topology_problem(zone, host, false).is_some_and(|m| m.contains("wider")));
-        assert!(topology_problem(host, zone, true).is_some_and(|m| m.contains("narrower")));
-        assert!(
-            topology_problem("example.com/rack", host, true)
-                .is_some_and(|m| m.contains("not the rule's"))
-        );
-    }
-}

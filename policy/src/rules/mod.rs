@@ -8,6 +8,7 @@
 pub mod baked;
 pub(crate) mod evaluate;
 pub(crate) mod finding;
+pub(crate) mod judge;
 pub(crate) mod mutate;
 pub(crate) mod policy;
 pub(crate) mod set;

@@ -533,15 +533,22 @@ impl PolicySet {
         })?;
         let indexes: Vec<usize> = docs.iter().map(|d| d.index).collect();
         for doc in docs {
-            self.push(doc.value).map_err(|e| {
-                let position =
-                    crate::source::read::locate_nearest(text, doc.index, &e.path).map(|s| s.start);
-                PolicyError::Invalid {
-                    origin: origin.to_owned(),
-                    line: position.map_or(doc.start.line, |p| p.line),
-                    field: e.path.to_string(),
-                    message: e.message,
-                }
+            let position = |path: &JsonPath| {
+                doc.positions
+                    .nearest(path)
+                    .map_or(doc.start, |(span, _)| span.start())
+            };
+            let (document, policy) = compile(&doc.value).map_err(|e| PolicyError::Invalid {
+                origin: origin.to_owned(),
+                line: position(&e.path).line,
+                field: e.path.to_string(),
+                message: e.message,
+            })?;
+            self.add(document, policy).map_err(|e| PolicyError::Invalid {
+                origin: origin.to_owned(),
+                line: position(&e.path).line,
+                field: e.path.to_string(),
+                message: e.message,
             })?;
         }
         if indexes.is_empty() {

@@ -1,37 +1,49 @@
 //! Editing YAML text in place, so that `apart fix` changes only the repaired nodes.
 //!
 //! A repair is a list of RFC 6902 operations (`add` of a key, `add` appended to a sequence,
-//! `replace` of a scalar). Each is applied to the text at the node's position (found with
-//! [`read::locate`]): the new key or item is written after the last line of its mapping
-//! or sequence, at that collection's indentation; a replaced scalar is rewritten where it
-//! stands. Comments, key order, quoting and blank lines elsewhere are untouched.
+//! `replace` of a scalar). Each is applied to one document's text at the node's position
+//! (taken from [`read::Positions`]): a new key or item is written after the last line of its
+//! mapping or sequence, at that collection's indentation; a key whose value is empty or
+//! `null` (what Helm and kustomize emit for `affinity:`) gets its block on the lines below; a
+//! replaced scalar is rewritten where it stands; a flow collection gets the entry before its
+//! closing bracket. Comments, key order, quoting, blank lines and line endings (CRLF stays
+//! CRLF) elsewhere are untouched.
 //!
 //! The edited text is then read again and must give exactly the repaired object; when it
 //! does not (an exotic layout: anchors, complex keys, multi-line flow collections), the
-//! caller falls back to re-emitting the document with [`to_yaml`].
+//! caller falls back to re-emitting that one document with [`to_yaml`].
+
+use serde_json::Value;
 
 use crate::rules::finding::PatchOp;
 use crate::source::path::{JsonPath, Segment};
-use crate::source::read;
-use serde_json::Value;
+use crate::source::read::{self, NodeSpan};
 
-/// Applies `ops` (pointers relative to the object at `base` in document `doc_index`) to the
-/// YAML `text`. Returns the edited text only when it reads back as `expected_doc`.
-pub fn apply_patch(
+/// Applies repairs to the text of one document's lines ([`read::Document::lines`]): for each
+/// object of the document (at `base`: `$`, or `$.items[i]` in a List), its operations, whose
+/// pointers are relative to that object. Returns the new text of those lines only when it
+/// reads back as `expected_doc`, the repaired document.
+pub fn edit_document(
     text: &str,
-    doc_index: usize,
-    base: &JsonPath,
-    ops: &[PatchOp],
+    repairs: &[(JsonPath, Vec<PatchOp>)],
     expected_doc: &Value,
 ) -> Option<String> {
-    let object = base.get(expected_doc)?;
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let mut text = text.to_owned();
-    for op in ops {
-        let path = base.join(&path_of_pointer(&op.path, object)?);
-        text = apply_op(&text, doc_index, &path, op)?;
+    for (base, ops) in repairs {
+        let object = base.get(expected_doc)?;
+        for op in ops {
+            let path = base.join(&path_of_pointer(&op.path, object)?);
+            let doc = read::parse_one(&text).ok()??;
+            let edit = Editor {
+                text: &text,
+                doc: &doc,
+                newline,
+            };
+            text = edit.apply(&path, op)?;
+        }
     }
-    let docs = read::parse_documents(&text).ok()?;
-    let edited = docs.iter().find(|d| d.index == doc_index)?;
+    let edited = read::parse_one(&text).ok()??;
     (edited.value == *expected_doc).then_some(text)
 }
 
@@ -58,19 +70,198 @@ fn path_of_pointer(pointer: &str, value: &Value) -> Option<JsonPath> {
     Some(path)
 }
 
-fn apply_op(text: &str, doc: usize, path: &JsonPath, op: &PatchOp) -> Option<String> {
-    let mut parent = path.clone();
-    let last = path.segments().last()?.clone();
-    parent.pop();
-    match (op.op.as_str(), last) {
-        ("replace", _) => replace_node(text, doc, path, &parent, &op.value),
-        ("add", Segment::Name(key)) => match read::locate(text, doc, path) {
-            // `add` of an existing member replaces it (e.g. `affinity: null`).
-            Some(_) => replace_node(text, doc, path, &parent, &op.value),
-            None => add_key(text, doc, &parent, &key, &op.value),
-        },
-        ("add", Segment::Index(_)) => append_item(text, doc, &parent, &op.value),
-        _ => None,
+/// One document's text, its positions, and the line break it uses.
+struct Editor<'a> {
+    text: &'a str,
+    doc: &'a read::Document,
+    newline: &'a str,
+}
+
+impl Editor<'_> {
+    fn apply(&self, path: &JsonPath, op: &PatchOp) -> Option<String> {
+        let mut parent = path.clone();
+        let last = path.segments().last()?.clone();
+        parent.pop();
+        match (op.op.as_str(), last) {
+            ("replace", _) => self.replace_node(path, &parent, &op.value),
+            ("add", Segment::Name(key)) => match self.doc.positions.get(path) {
+                // `add` of an existing member replaces it (e.g. `affinity: null`).
+                Some(_) => self.replace_node(path, &parent, &op.value),
+                None => self.add_key(&parent, &key, &op.value),
+            },
+            ("add", Segment::Index(_)) => self.append_item(&parent, &op.value),
+            _ => None,
+        }
+    }
+
+    fn node(&self, path: &JsonPath) -> Option<NodeSpan> {
+        self.doc.positions.get(path)
+    }
+
+    fn splice(&self, start: usize, end: usize, insert: &str) -> Option<String> {
+        Some(format!(
+            "{}{insert}{}",
+            self.text.get(..start)?,
+            self.text.get(end..)?
+        ))
+    }
+
+    /// The byte offset just before the line break of the line holding `offset` (or the end
+    /// of the text): where a following line goes.
+    fn line_end(&self, offset: usize) -> usize {
+        let end = self
+            .text
+            .get(offset..)
+            .and_then(|s| s.find('\n'))
+            .map_or(self.text.len(), |i| offset + i);
+        if end > offset && self.text.as_bytes().get(end - 1) == Some(&b'\r') {
+            end - 1
+        } else {
+            end
+        }
+    }
+
+    /// The end of the line of a node's last character (spans end just past it).
+    fn line_end_of_node(&self, end: usize) -> usize {
+        self.line_end(end.saturating_sub(1).max(self.line_start(end)))
+    }
+
+    fn line_start(&self, offset: usize) -> usize {
+        self.text
+            .get(..offset)
+            .and_then(|s| s.rfind('\n'))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Lines joined after a line break each.
+    fn lines(&self, lines: &[String]) -> String {
+        let mut out = String::new();
+        for line in lines {
+            out.push_str(self.newline);
+            out.push_str(line);
+        }
+        out
+    }
+
+    fn replace_node(&self, path: &JsonPath, parent: &JsonPath, value: &Value) -> Option<String> {
+        let node = self.node(path)?;
+        let (start, end) = (node.value.start.offset, node.value.end.offset);
+        let old = self.text.get(start..end)?;
+        if !is_block_value(value) {
+            return self.splice(start, end, &flow(value));
+        }
+        // Only an empty or null value may become a collection in place.
+        if !matches!(old.trim(), "" | "null" | "Null" | "NULL" | "~") {
+            return None;
+        }
+        let in_flow = self
+            .node(parent)
+            .and_then(|p| char_at(self.text, p.value.start.offset))
+            .is_some_and(|c| c == '{' || c == '[');
+        if in_flow {
+            return self.splice(start, end, &flow(value));
+        }
+        // A block under its key: the key's column decides the block's indentation. The
+        // value's own text (`null`) goes; the rest of the key's line (a comment) stays.
+        let key = node.key?;
+        let indent = key.start.column - 1 + 2;
+        let block = self.lines(&block(value, indent));
+        if old.trim().is_empty() {
+            let at = self.line_end(key.end.offset);
+            return self.splice(at, at, &block);
+        }
+        let before = self.text.get(..start)?.trim_end_matches([' ', '\t']);
+        let after = self.text.get(end..)?;
+        let line_end = self.line_end(end);
+        let rest_of_line = after.get(..line_end - end)?;
+        let tail = after.get(line_end - end..)?;
+        let rest = rest_of_line.trim_start();
+        let comment = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(" {rest}")
+        };
+        Some(format!("{before}{comment}{block}{tail}"))
+    }
+
+    fn add_key(&self, mapping: &JsonPath, key: &str, value: &Value) -> Option<String> {
+        let node = self.node(mapping)?;
+        let start = node.value.start.offset;
+        let entry = format!("{}:", scalar(&Value::String(key.to_owned())));
+        if char_at(self.text, start) == Some('{') {
+            return self.insert_in_flow(
+                node.value.end.offset,
+                '}',
+                &format!("{entry} {}", flow(value)),
+            );
+        }
+        if !self.is_block_start(start) {
+            return None;
+        }
+        // For a mapping that opens a `- ` item, this is the column after the dash.
+        let column = node.value.start.column - 1;
+        let end = self.line_end_of_node(node.value.end.offset);
+        let mut line = format!("{}{entry}", " ".repeat(column));
+        let mut lines = Vec::new();
+        if is_block_value(value) {
+            lines.push(line);
+            lines.extend(block(value, column + 2));
+        } else {
+            line.push(' ');
+            line.push_str(&flow(value));
+            lines.push(line);
+        }
+        self.splice(end, end, &self.lines(&lines))
+    }
+
+    /// Is `offset` the first thing on its line after indentation and `- ` dashes (where a
+    /// block collection's first entry stands)?
+    fn is_block_start(&self, offset: usize) -> bool {
+        let start = self.line_start(offset);
+        self.text
+            .get(start..offset)
+            .is_some_and(|s| s.chars().all(|c| c == ' ' || c == '-'))
+    }
+
+    fn append_item(&self, sequence: &JsonPath, value: &Value) -> Option<String> {
+        let node = self.node(sequence)?;
+        let start = node.value.start.offset;
+        if char_at(self.text, start) == Some('[') {
+            return self.insert_in_flow(node.value.end.offset, ']', &flow(value));
+        }
+        // A block sequence's span starts at its first dash, or (indentless) at the first
+        // item's content after it.
+        let dash = if char_at(self.text, start) == Some('-') {
+            start
+        } else {
+            self.text
+                .get(..start)?
+                .trim_end_matches(' ')
+                .len()
+                .checked_sub(1)?
+        };
+        if char_at(self.text, dash) != Some('-') || !self.is_block_start(dash) {
+            return None;
+        }
+        let column = column_of(self.text, dash);
+        let end = self.line_end_of_node(node.value.end.offset);
+        self.splice(end, end, &self.lines(&sequence_item(value, column)))
+    }
+
+    /// Inserts `entry` before the closing bracket of a flow collection ending at `end`.
+    fn insert_in_flow(&self, end: usize, close: char, entry: &str) -> Option<String> {
+        let close_at = end.checked_sub(1)?;
+        if char_at(self.text, close_at) != Some(close) {
+            return None;
+        }
+        let before = self.text.get(..close_at)?;
+        let trimmed = before.trim_end();
+        let empty = trimmed.ends_with(['{', '[']);
+        let separator = if empty { "" } else { ", " };
+        Some(format!(
+            "{trimmed}{separator}{entry}{}",
+            self.text.get(close_at..)?
+        ))
     }
 }
 
@@ -79,8 +270,7 @@ fn char_at(text: &str, offset: usize) -> Option<char> {
     text.get(offset..).and_then(|s| s.chars().next())
 }
 
-/// The column (0-based, in characters) of `offset` on its line: for a block collection's
-/// first entry, the indentation of every entry.
+/// The column (0-based, in characters) of `offset` on its line.
 fn column_of(text: &str, offset: usize) -> usize {
     let line_start = text
         .get(..offset)
@@ -88,148 +278,6 @@ fn column_of(text: &str, offset: usize) -> usize {
         .map_or(0, |i| i + 1);
     text.get(line_start..offset)
         .map_or(0, |s| s.chars().count())
-}
-
-fn replace_node(
-    text: &str,
-    doc: usize,
-    path: &JsonPath,
-    parent: &JsonPath,
-    value: &Value,
-) -> Option<String> {
-    let span = read::locate(text, doc, path)?;
-    let (start, end) = (span.start.offset, span.end.offset);
-    let old = text.get(start..end)?;
-    let replacement = if is_block_value(value) {
-        // Only a null may become a collection in place: the key's indentation decides the
-        // block's, so the parent must be a block mapping.
-        if !matches!(old.trim(), "" | "null" | "Null" | "NULL" | "~") {
-            return None;
-        }
-        let parent_span = read::locate(text, doc, parent)?;
-        if matches!(char_at(text, parent_span.start.offset), Some('{' | '[')) {
-            flow(value)
-        } else {
-            let indent = column_of(text, parent_span.start.offset) + 2;
-            let mut out = String::new();
-            for line in block(value, indent) {
-                out.push('\n');
-                out.push_str(&line);
-            }
-            // The key keeps no trailing space before its new block.
-            return Some(format!(
-                "{}{}{}",
-                text.get(..start)?.trim_end_matches(' '),
-                out,
-                text.get(end..)?
-            ));
-        }
-    } else {
-        flow(value)
-    };
-    Some(format!(
-        "{}{replacement}{}",
-        text.get(..start)?,
-        text.get(end..)?
-    ))
-}
-
-/// Byte offset of the end of the line holding the last character of a node that ends at
-/// `end` (spans end just past a collection's last scalar): where a following entry goes.
-fn line_end(text: &str, end: usize) -> usize {
-    let last = end.saturating_sub(1);
-    if char_at(text, last) == Some('\n') {
-        return last;
-    }
-    text.get(last..)
-        .and_then(|s| s.find('\n'))
-        .map_or(text.len(), |i| last + i)
-}
-
-fn add_key(text: &str, doc: usize, mapping: &JsonPath, key: &str, value: &Value) -> Option<String> {
-    let span = read::locate(text, doc, mapping)?;
-    let start = span.start.offset;
-    let entry = format!("{}:", scalar(&Value::String(key.to_owned())));
-    if char_at(text, start) == Some('{') {
-        return insert_in_flow(
-            text,
-            span.end.offset,
-            '}',
-            &format!("{entry} {}", flow(value)),
-        );
-    }
-    // For a mapping that opens a `- ` item, this is the column after the dash.
-    let column = column_of(text, start);
-    let end = line_end(text, span.end.offset);
-    let mut inserted = format!("\n{}{entry}", " ".repeat(column));
-    push_value(&mut inserted, value, column);
-    Some(format!(
-        "{}{inserted}{}",
-        text.get(..end)?,
-        text.get(end..)?
-    ))
-}
-
-fn append_item(text: &str, doc: usize, sequence: &JsonPath, value: &Value) -> Option<String> {
-    let span = read::locate(text, doc, sequence)?;
-    let start = span.start.offset;
-    if char_at(text, start) == Some('[') {
-        return insert_in_flow(text, span.end.offset, ']', &flow(value));
-    }
-    // A block sequence's span starts at its first dash, or (indentless) at the first item's
-    // content after it.
-    let dash = if char_at(text, start) == Some('-') {
-        start
-    } else {
-        text.get(..start)?
-            .trim_end_matches(' ')
-            .len()
-            .checked_sub(1)?
-    };
-    if char_at(text, dash) != Some('-') {
-        return None;
-    }
-    let column = column_of(text, dash);
-    let end = line_end(text, span.end.offset);
-    let mut inserted = String::new();
-    for line in sequence_item(value, column) {
-        inserted.push('\n');
-        inserted.push_str(&line);
-    }
-    Some(format!(
-        "{}{inserted}{}",
-        text.get(..end)?,
-        text.get(end..)?
-    ))
-}
-
-/// Inserts `entry` before the closing bracket of a one-line flow collection ending at `end`.
-fn insert_in_flow(text: &str, end: usize, close: char, entry: &str) -> Option<String> {
-    let close_at = end.checked_sub(1)?;
-    if char_at(text, close_at) != Some(close) {
-        return None;
-    }
-    let before = text.get(..close_at)?;
-    let empty = before.trim_end().ends_with(['{', '[']);
-    let separator = if empty { "" } else { ", " };
-    Some(format!(
-        "{}{separator}{entry}{}",
-        before.trim_end(),
-        text.get(close_at..)?
-    ))
-}
-
-/// Appends ` value` or the block lines of `value` after a `key:` at `column`.
-fn push_value(out: &mut String, value: &Value, column: usize) {
-    if is_block_value(value) {
-        for line in block(value, column + 2) {
-            out.push('\n');
-            out.push_str(&line);
-        }
-    } else {
-        out.push(' ');
-        out.push_str(&flow(value));
-    }
 }
 
 /// Objects with members and arrays holding collections are written as blocks; scalars and
@@ -383,7 +431,7 @@ mod tests {
                 _ => panic!("bad op"),
             }
         }
-        apply_patch(text, 0, &JsonPath::root(), ops, &expected)
+        edit_document(text, &[(JsonPath::root(), ops.to_vec())], &expected)
     }
 
     /// Resolves a pointer whose last step may not exist yet.
@@ -398,13 +446,11 @@ mod tests {
 
     const TERM: &str = "# the rule\nspec:\n  affinity:\n    podAntiAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n        - weight: 40 # too low\n          podAffinityTerm:\n            labelSelector:\n              matchLabels: {app: x}\n            topologyKey: kubernetes.io/hostname\n\n  # containers follow\n  containers: []\n";
 
+    const NAMESPACES: &str = "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/podAffinityTerm/namespaces";
+
     #[test]
     fn adds_a_key_after_the_last_one_and_keeps_comments() {
-        let ops = [op(
-            "add",
-            "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/podAffinityTerm/namespaces",
-            json!(["kube-system", "flux-system"]),
-        )];
+        let ops = [op("add", NAMESPACES, json!(["kube-system", "flux-system"]))];
         let out = edit(TERM, &ops).unwrap();
         assert_eq!(
             out,
@@ -412,6 +458,96 @@ mod tests {
                 "topologyKey: kubernetes.io/hostname\n",
                 "topologyKey: kubernetes.io/hostname\n            namespaces: [kube-system, flux-system]\n"
             )
+        );
+    }
+
+    #[test]
+    fn crlf_stays_crlf() {
+        let text = TERM.replace('\n', "\r\n");
+        let ops = [op("add", NAMESPACES, json!(["kube-system", "flux-system"]))];
+        let out = edit(&text, &ops).unwrap();
+        assert_eq!(
+            out,
+            text.replace(
+                "topologyKey: kubernetes.io/hostname\r\n",
+                "topologyKey: kubernetes.io/hostname\r\n            namespaces: [kube-system, flux-system]\r\n"
+            )
+        );
+        let term = json!({"weight": 100, "podAffinityTerm": {"topologyKey": "k"}});
+        let out = edit(
+            &text,
+            &[op(
+                "add",
+                "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/1",
+                term,
+            )],
+        )
+        .unwrap();
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+    }
+
+    #[test]
+    fn after_a_flow_node_with_a_comment() {
+        let text = "spec:\n  podAffinityTerm:\n    labelSelector: {matchLabels: {app: x}} # the peers\n";
+        let out = edit(
+            text,
+            &[op("add", "/spec/podAffinityTerm/namespaces", json!(["a"]))],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "spec:\n  podAffinityTerm:\n    labelSelector: {matchLabels: {app: x}} # the peers\n    namespaces: [a]\n"
+        );
+        let out = edit(
+            text,
+            &[op(
+                "add",
+                "/spec/podAffinityTerm/labelSelector/matchLabels/b",
+                json!("c"),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "spec:\n  podAffinityTerm:\n    labelSelector: {matchLabels: {app: x, b: c}} # the peers\n"
+        );
+    }
+
+    #[test]
+    fn empty_values_get_a_block() {
+        let term = json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100}]}});
+        for text in [
+            "spec:\n  affinity:\n  containers: []\n",
+            "spec:\n  affinity:   # from values.yaml\n  containers: []\n",
+            "spec:\n  affinity: null # none yet\n  containers: []\n",
+            "spec:\n  affinity: ~\n  containers: []\n",
+            "spec:\n  containers: []\n  affinity:\n",
+        ] {
+            let out = edit(text, &[op("add", "/spec/affinity", term.clone())])
+                .unwrap_or_else(|| panic!("{text:?}"));
+            assert!(
+                out.contains("  affinity:")
+                    && out.contains("\n    podAntiAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n        - weight: 100"),
+                "{text:?} -> {out}"
+            );
+            assert!(
+                !text.contains('#') || out.contains('#'),
+                "the comment is kept: {out}"
+            );
+        }
+        let nested = "spec:\n  affinity:\n    podAntiAffinity:\n";
+        let out = edit(
+            nested,
+            &[op(
+                "add",
+                "/spec/affinity/podAntiAffinity",
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "spec:\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        - topologyKey: k\n"
         );
     }
 
@@ -458,7 +594,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            out.ends_with("  affinity:\n    podAntiAffinity:\n      x: [1] # none yet\n"),
+            out.ends_with("  affinity: # none yet\n    podAntiAffinity:\n      x: [1]\n"),
             "{out}"
         );
     }
@@ -485,7 +621,7 @@ mod tests {
         let ops = [op("add", "/spec/c", json!(3))];
         let expected = json!({"spec": {"a": 1, "b": 2, "c": 4}});
         assert_eq!(
-            apply_patch(text, 0, &JsonPath::root(), &ops, &expected),
+            edit_document(text, &[(JsonPath::root(), ops.to_vec())], &expected),
             None
         );
     }

@@ -1,5 +1,6 @@
 //! Text in and out: JSONPath (where a node is), YAML and JSON read with the position of
-//! every node, and the in-place YAML editor `apart fix` and the JS build share.
+//! every node, the Kubernetes objects a manifest text holds, and the in-place YAML editor.
+//! The CLI and the JS build read and edit through here, so they agree byte for byte.
 //!
 //! Depends on nothing else in the crate but the patch operation type of [`crate::rules`]
 //! that the editor applies.
@@ -7,5 +8,7 @@
 #[cfg(feature = "yaml")]
 pub mod edit;
 pub mod path;
+#[cfg(feature = "yaml")]
+pub mod manifest;
 #[cfg(feature = "yaml")]
 pub mod read;
