@@ -181,13 +181,25 @@ fn topology_problem(key: &str, rule: &str, required: bool) -> Option<String> {
     }
 }
 
+/// `pods app=web,tier=db in prod`; `pods without labels in prod` (what an empty subject
+/// selector protects). A value the API server would refuse may be megabytes long: it is cut.
 fn describe_pods(source: &PodSource) -> String {
+    let namespace = crate::kube::names::shortened(&source.namespace);
+    if source.labels.is_empty() {
+        return format!("pods without labels in {namespace}");
+    }
     let labels: Vec<String> = source
         .labels
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                crate::kube::names::shortened(k),
+                crate::kube::names::shortened(v)
+            )
+        })
         .collect();
-    format!("pods {} in {}", labels.join(","), source.namespace)
+    format!("pods {} in {namespace}", labels.join(","))
 }
 
 /// The term apart would write for a group, in the shape the rule asks for.
