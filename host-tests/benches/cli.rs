@@ -238,10 +238,17 @@ fn main() {
     let policy_arg = policy.display().to_string();
     // The first run compiles the module and caches it; the rows measure what every later
     // run costs.
-    run(&["check", "-p", &policy_arg, &small_file.display().to_string()]);
+    run(&[
+        "check",
+        "-p",
+        &policy_arg,
+        &small_file.display().to_string(),
+    ]);
 
     println!("\n## apart check on generated manifests ({RUNS} runs each, medians)\n");
-    println!("| input | size | parse-only floor | apart check wall | × floor | CPU | peak memory |");
+    println!(
+        "| input | size | parse-only floor | apart check wall | × floor | CPU | peak memory |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut measured = Vec::new();
     for (count, path, text) in &texts {
@@ -272,7 +279,12 @@ fn main() {
         many.max_rss_kib as f64 / 1024.0
     );
     let version = runs(&["--version"]);
-    let small = runs(&["check", "-p", &policy_arg, &small_file.display().to_string()]);
+    let small = runs(&[
+        "check",
+        "-p",
+        &policy_arg,
+        &small_file.display().to_string(),
+    ]);
     println!("\n| start-up | wall | peak memory |");
     println!("|---|---:|---:|");
     println!(

@@ -422,7 +422,11 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     eprintln!(
                         "apart: {}: {} could not be repaired in place and {} written anew (comments in {} dropped)",
                         f.name,
-                        if f.reformatted == 1 { "a document" } else { "some documents" },
+                        if f.reformatted == 1 {
+                            "a document"
+                        } else {
+                            "some documents"
+                        },
                         if f.reformatted == 1 { "is" } else { "are" },
                         if f.reformatted == 1 { "it" } else { "them" },
                     );
@@ -456,7 +460,11 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                 eprintln!(
                     "apart: {} error {} that no repair removes (validate-only rules, or a repair apart cannot make in place):",
                     unrepaired.len(),
-                    if unrepaired.len() == 1 { "finding remains" } else { "findings remain" },
+                    if unrepaired.len() == 1 {
+                        "finding remains"
+                    } else {
+                        "findings remain"
+                    },
                 );
                 for f in &unrepaired {
                     let at = match f.line {

@@ -1,11 +1,14 @@
 //! The module driven as Kubewarden's policy-server drives it, over AdmissionReview fixtures.
 //!
 //! `tests/admission/<name>/` holds `request.json` (an AdmissionReview as the API server sends
-//! it), optional `settings.json`, and `expected.json`: the AdmissionResponse policy-server
-//! would return, with its JSONPatch decoded. The module is the built one with the seed policy
-//! baked in by `apart build`'s code, deployed with `settings: {}` unless the case gives
-//! settings. Every patch must apply cleanly to `request.object`, and the patched object must
-//! then be admitted untouched. `APART_BLESS=1` rewrites the golden files, for review.
+//! it), optional `settings.json`, a `README.md` saying what the case is and what it must get,
+//! and `expected.json`: the AdmissionResponse policy-server would return, with its JSONPatch
+//! decoded (or, when `validate_settings` refuses the settings, its answer). The module is the
+//! built one with the seed policy baked in by `apart build`'s code, deployed with `settings:
+//! {}` unless the case gives settings. Every case also runs natively (the guest's functions
+//! compiled for the host, given the seed policy as settings), and both answers must be the
+//! same. Every patch must apply cleanly to `request.object`, and the patched object must then
+//! be admitted untouched. `APART_BLESS=1` rewrites the golden files, for review.
 
 mod support;
 
@@ -14,8 +17,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use apart_host::commands::check::Policies;
-use apart_host::commands::run;
-use apart_host::host::evaluator::Evaluator;
+use apart_host::commands::run::{self, RunError};
+use apart_host::host::evaluator::{Evaluator, Native};
 use apart_host::host::wapc::{CallError, PolicyModule};
 use apart_host::ship::kubewarden;
 use serde_json::{Value, json};
@@ -24,14 +27,17 @@ use support::{
     run_program,
 };
 
+fn seed() -> &'static Policies {
+    static SEED: OnceLock<Policies> = OnceLock::new();
+    SEED.get_or_init(|| {
+        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("the seed policy reads")
+    })
+}
+
 /// The built module with the seed policy baked in.
 fn baked() -> &'static [u8] {
     static BAKED: OnceLock<Vec<u8>> = OnceLock::new();
-    BAKED.get_or_init(|| {
-        let policies = Policies::read(&[root().join("examples/seed/policy.yaml")])
-            .expect("the seed policy reads");
-        kubewarden::bake(&built_module(), &policies.set).expect("bakes")
-    })
+    BAKED.get_or_init(|| kubewarden::bake(&built_module(), &seed().set).expect("bakes"))
 }
 
 fn module() -> &'static PolicyModule {
@@ -39,17 +45,22 @@ fn module() -> &'static PolicyModule {
     MODULE.get_or_init(|| PolicyModule::new(baked()).expect("the baked module compiles"))
 }
 
-/// Runs one case; returns the golden document and checks the patch on the way.
-fn evaluate(dir: &Path, failures: &mut Vec<String>) -> Value {
-    let review = read_json(&dir.join("request.json"));
-    let request = run::admission_request(review).expect("an AdmissionReview");
-    let settings_path = dir.join("settings.json");
-    let settings = if settings_path.is_file() {
-        read_json(&settings_path)
-    } else {
-        json!({})
+/// One case through one evaluator with its settings: the golden document, checking the
+/// patch on the way.
+fn answer(
+    evaluator: &dyn Evaluator,
+    dir: &Path,
+    request: &Value,
+    settings: &Value,
+    failures: &mut Vec<String>,
+) -> Value {
+    let response = match run::run(evaluator, request, settings) {
+        Ok(r) => r,
+        Err(RunError::Settings(message)) => {
+            return json!({"settings": {"valid": false, "message": message}});
+        }
+        Err(e) => panic!("{}: {e}", dir.display()),
     };
-    let response = run::run(module(), &request, &settings).expect("evaluates");
     let patch = response.json_patch();
     if let Some(patch) = &patch {
         let mut object = request["object"].clone();
@@ -59,7 +70,7 @@ fn evaluate(dir: &Path, failures: &mut Vec<String>) -> Value {
                 // The API server admits the patched object; evaluated again, it is clean.
                 let mut again = request.clone();
                 again["object"] = object;
-                let second = run::run(module(), &again, &settings).expect("evaluates");
+                let second = run::run(evaluator, &again, settings).expect("evaluates");
                 if !second.allowed || second.patch.is_some() {
                     failures.push(format!(
                         "{}: the patched object is not admitted untouched: {second:?}",
@@ -76,15 +87,53 @@ fn evaluate(dir: &Path, failures: &mut Vec<String>) -> Value {
     golden
 }
 
+/// Runs one case through the baked module and natively; returns the golden document.
+fn evaluate(dir: &Path, failures: &mut Vec<String>) -> Value {
+    let review = read_json(&dir.join("request.json"));
+    let request = run::admission_request(review).expect("an AdmissionReview");
+    let settings_path = dir.join("settings.json");
+    let given = settings_path.is_file().then(|| read_json(&settings_path));
+    // The module enforces its baked policies with empty settings; natively nothing is baked,
+    // so the same policies are given as settings.
+    let wasm = answer(
+        module(),
+        dir,
+        &request,
+        given.as_ref().unwrap_or(&json!({})),
+        failures,
+    );
+    let seed_settings = seed().set.settings();
+    let native = answer(
+        &Native,
+        dir,
+        &request,
+        given.as_ref().unwrap_or(&seed_settings),
+        failures,
+    );
+    if native != wasm {
+        failures.push(format!(
+            "{}: native and wasm disagree:\nnative: {native:#}\nwasm: {wasm:#}",
+            dir.display()
+        ));
+    }
+    wasm
+}
+
 #[test]
 fn admission_reviews_answer_as_policy_server_would() {
     let mut failures = Vec::new();
     let dirs = case_dirs("admission", |p| p.join("request.json").is_file());
     for dir in &dirs {
+        if !dir.join("README.md").is_file() {
+            failures.push(format!(
+                "{}: no README.md says what the case is",
+                dir.display()
+            ));
+        }
         let actual = evaluate(dir, &mut failures);
         check_json_golden(&dir.join("expected.json"), &actual, &mut failures);
     }
-    assert!(dirs.len() >= 6, "only {} admission cases", dirs.len());
+    assert!(dirs.len() >= 26, "only {} admission cases", dirs.len());
     assert_no_failures(&failures);
 }
 
@@ -152,8 +201,37 @@ fn an_evaluation_past_its_deadline_is_interrupted_and_the_next_one_is_fresh() {
             "settings": {{}}}}"#
     );
     match module.call("validate", request.as_bytes()) {
-        Err(CallError::Trap { deadline, .. }) => assert!(deadline, "interrupted by the deadline"),
+        Err(e @ CallError::Deadline { .. }) => {
+            // Said as what it is, with what to do, not as a crash with a wasm backtrace.
+            let message = e.to_string();
+            assert!(
+                message.starts_with("the module hit its 0.1 s deadline in validate and was interrupted: evaluating the request")
+                    && message.contains("MB of input")
+                    && message.contains("timeoutEvalSeconds")
+                    && !message.contains("backtrace"),
+                "{message}"
+            );
+        }
         other => panic!("expected the deadline to interrupt the evaluation, got {other:?}"),
+    }
+    // Settings too large to compile within the deadline say so too, naming the operation.
+    let document = seed().set.settings()["policies"][0].clone();
+    let policies: Vec<Value> = (0..20_000)
+        .map(|i| {
+            let mut p = document.clone();
+            p["metadata"]["name"] = json!(format!("policy-{i}"));
+            p
+        })
+        .collect();
+    let settings = json!({ "policies": policies }).to_string();
+    match module.call("validate_settings", settings.as_bytes()) {
+        Err(e @ CallError::Deadline { .. }) => assert!(
+            e.to_string().starts_with(
+                "the module hit its 0.1 s deadline in validate_settings and was interrupted: compiling the settings ("
+            ) && e.to_string().contains("split the policies"),
+            "{e}"
+        ),
+        other => panic!("expected the deadline to interrupt validate_settings, got {other:?}"),
     }
     // A fresh instance per evaluation: the interrupted one leaves nothing behind.
     let small = json!({"request": {"uid": "v", "operation": "DELETE"}, "settings": {}});
@@ -161,6 +239,37 @@ fn an_evaluation_past_its_deadline_is_interrupted_and_the_next_one_is_fresh() {
         .validate(small.to_string().as_bytes())
         .expect("answers");
     assert!(answer.accepted);
+}
+
+#[test]
+fn an_evaluation_past_its_memory_limit_says_so_and_the_next_one_is_fresh() {
+    let module = PolicyModule::new(baked())
+        .expect("compiles")
+        .with_memory_limit(32 << 20);
+    // The guest copies the 48 MB payload into its memory first: more than it may have.
+    let request = json!({"request": {"uid": "u", "operation": "CREATE", "namespace": "kube-system",
+        "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+        "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+            "data": {"blob": "x".repeat(48 << 20)}}}, "settings": {}});
+    match module.call("validate", request.to_string().as_bytes()) {
+        Err(e @ CallError::MemoryLimit { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.starts_with("the module hit its 32.0 MB memory limit in validate and stopped: evaluating the request")
+                    && message.contains("48.0 MB of input")
+                    && !message.contains("backtrace"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+    let small = json!({"request": {"uid": "v", "operation": "DELETE"}, "settings": {}});
+    assert!(
+        module
+            .validate(small.to_string().as_bytes())
+            .expect("answers")
+            .accepted
+    );
 }
 
 #[test]

@@ -201,7 +201,8 @@ fn corpus_covers_every_code_and_kind() {
             continue;
         };
         let expected: Value = serde_json::from_str(&text).expect("expected.json is JSON");
-        let annotation = expected["response"]["auditAnnotations"]["apart.dev/findings"]
+        let annotation = expected["response"]["auditAnnotations"]
+            [apart_policy::admission::FINDINGS_ANNOTATION]
             .as_str()
             .unwrap_or("[]");
         let findings: Vec<Value> = serde_json::from_str(annotation).expect("findings are JSON");

@@ -419,7 +419,9 @@ fn inputs_that_must_be_rendered_first_say_what_to_run() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("warning: skipped") && err.contains("helm template") && err.contains("kustomize build"),
+        err.contains("warning: skipped")
+            && err.contains("helm template")
+            && err.contains("kustomize build"),
         "{err}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -428,7 +430,10 @@ fn inputs_that_must_be_rendered_first_say_what_to_run() {
 
 #[test]
 fn input_with_no_objects_warns() {
-    let out = run_cli(&["check", "-p", POLICY, "-"], Some(b"# nothing here\n---\n"));
+    let out = run_cli(
+        &["check", "-p", POLICY, "-"],
+        Some(b"# nothing here\n---\n"),
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("warning: no Kubernetes objects"),

@@ -147,7 +147,8 @@ fn without_recorded_interactions_the_module_refuses_nothing_but_warns() {
             && warnings.contains("is not available in apart's host"),
         "{warnings}"
     );
-    let findings = &golden["response"]["auditAnnotations"]["apart.dev/findings"];
+    let findings =
+        &golden["response"]["auditAnnotations"][apart_policy::admission::FINDINGS_ANNOTATION];
     assert!(!findings.to_string().contains("co-located"), "{findings}");
     assert_eq!(golden["hostCalls"].as_array().map(Vec::len), Some(1));
 }

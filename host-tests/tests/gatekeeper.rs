@@ -5,6 +5,9 @@
 //!   the same set of (policy, code, JSON path) object by object, over every policy case of
 //!   the corpus with inputs (every object is evaluated, also those a Constraint's
 //!   `match.kinds` would not send);
+//! - lifecycle: over every AdmissionReview of `tests/admission` (UPDATEs with `oldObject`,
+//!   deletions in progress, mirror pods, existing violations), the Rego denies exactly what
+//!   the engine's admission judges the request by;
 //! - the gator Suite's samples decide as the Suite asserts;
 //! - `gatekeeper/` at the repository root is what `apart gatekeeper` writes for the bundled
 //!   example (`APART_BLESS=1` rewrites it).
@@ -15,12 +18,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use apart_host::commands::check::{self, Policies};
+use apart_host::commands::run;
 use apart_host::host::evaluator::Native;
 use apart_host::manifests;
 use apart_host::ship::gatekeeper;
+use apart_policy::admission::{self, ValidationRequest};
 use apart_policy::{PolicySet, Severity};
 use serde_json::{Value, json};
-use support::{assert_no_failures, bless, case_dirs, files, root, run_cli};
+use support::{assert_no_failures, bless, case_dirs, files, read_json, root, run_cli};
 
 /// Cases where the Rego cannot agree with the engine, with why. The test fails when a listed
 /// case agrees, so the list cannot outlive the gap.
@@ -39,15 +44,27 @@ fn rego_engine() -> regorus::Engine {
     engine
 }
 
-/// The Rego's violations for one object under one policy, as (code, path) pairs.
+/// The Rego's violations for one object under one policy, as (code, path) pairs: the object
+/// alone, as Gatekeeper's audit reviews it.
 fn rego_violations(
     engine: &mut regorus::Engine,
     set: &PolicySet,
     index: usize,
     object: &Value,
 ) -> Result<Vec<(String, String)>, String> {
+    let review = json!({"object": object, "kind": {"kind": object["kind"]}});
+    rego_review_violations(engine, set, index, &review)
+}
+
+/// The Rego's violations for an AdmissionRequest (`input.review`) under one policy.
+fn rego_review_violations(
+    engine: &mut regorus::Engine,
+    set: &PolicySet,
+    index: usize,
+    review: &Value,
+) -> Result<Vec<(String, String)>, String> {
     let parameters = gatekeeper::parameters(set, index).ok_or("no parameters")?;
-    let input = json!({"parameters": parameters, "review": {"object": object, "kind": {"kind": object["kind"]}}});
+    let input = json!({"parameters": parameters, "review": review});
     engine.set_input(regorus::Value::from_json_str(&input.to_string()).map_err(|e| e.to_string())?);
     let result = engine
         .eval_rule("data.apart.decorrelation.violation".to_owned())
@@ -138,6 +155,63 @@ fn rego_agrees_with_the_engine_over_the_corpus() {
     assert!(
         findings > 50,
         "the corpus has findings to compare ({findings})"
+    );
+    assert_no_failures(&failures);
+}
+
+/// The lifecycle (README, "Admission through an object's lifecycle"): over every request of
+/// `tests/admission` (UPDATEs with `oldObject`, deletions in progress, Pods, Jobs, mirror pods,
+/// existing violations under `allow` and `deny`, old API versions), the Rego denies with
+/// exactly the (policy, code, path) of the engine's `violations`: the findings the request is
+/// judged by before any repair.
+#[test]
+fn rego_judges_each_admission_request_in_its_lifecycle_as_the_engine_does() {
+    let seed = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let mut engine = rego_engine();
+    let mut failures = Vec::new();
+    let (mut denied, mut admitted) = (0, 0);
+    for dir in case_dirs("admission", |p| p.join("request.json").is_file()) {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let request =
+            run::admission_request(read_json(&dir.join("request.json"))).expect("request");
+        let settings = match dir.join("settings.json") {
+            p if p.is_file() => read_json(&p),
+            _ => seed.set.settings(),
+        };
+        let Ok(set) = PolicySet::from_settings(settings.to_string().as_bytes()) else {
+            continue; // refused settings: no Constraint to generate
+        };
+        let payload = json!({ "request": request }).to_string();
+        let parsed = ValidationRequest::parse(payload.as_bytes()).expect("the request reads");
+        let verdict = admission::review(&set, parsed.request, payload.as_bytes());
+        let want: Codes = verdict
+            .violations
+            .iter()
+            .map(|f| (f.policy.clone(), f.code.to_string(), f.path.clone()))
+            .collect();
+        let mut got = Codes::new();
+        for (index, policy) in set.policies().iter().enumerate() {
+            match rego_review_violations(&mut engine, &set, index, &request) {
+                Ok(v) => got.extend(v.into_iter().map(|(c, p)| (policy.name.clone(), c, p))),
+                Err(e) => failures.push(format!("{name}: Rego error: {e}")),
+            }
+        }
+        if got != want {
+            failures.push(format!("{name}: engine {want:?}, Rego {got:?}"));
+        }
+        if want.is_empty() {
+            admitted += 1;
+        } else {
+            denied += 1;
+        }
+    }
+    assert!(
+        denied >= 8 && admitted >= 10,
+        "{denied} denied, {admitted} admitted"
     );
     assert_no_failures(&failures);
 }

@@ -1004,10 +1004,7 @@ fn a_baked_module_from_the_registry_decides_as_apart_check() {
         );
         assert_eq!(
             response.accepted,
-            checked
-                .objects
-                .get(uid)
-                .is_some_and(|o| o.accepted)
+            checked.objects.get(uid).is_some_and(|o| o.accepted)
         );
         evaluated += usize::from(!expected.is_empty());
     }

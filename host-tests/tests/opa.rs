@@ -257,7 +257,8 @@ fn wapc_violations(request: &Value) -> Result<Vec<String>> {
         .map_err(|e| fail!("{e}"))?;
     let response: Value = serde_json::from_slice(&answer)?;
     let findings: Vec<apart_policy::Finding> = match response
-        .pointer("/audit_annotations/apart.dev~1findings")
+        .get("audit_annotations")
+        .and_then(|a| a.get(apart_policy::admission::FINDINGS_ANNOTATION))
         .and_then(Value::as_str)
     {
         Some(json) => serde_json::from_str(json)?,
@@ -550,6 +551,102 @@ fn the_corpus_gets_the_same_decisions_as_from_the_wapc_module() {
         "{} objects, {violations} violations: the same from both modules",
         checks.len()
     );
+}
+
+/// What the engine judges a Gatekeeper-mode input by, natively: the `violations` of its
+/// admission, as violation lines; a rejection without them is its message.
+fn engine_violations(input: &Value) -> Vec<String> {
+    let set =
+        match apart_policy::PolicySet::from_settings(input["parameters"].to_string().as_bytes()) {
+            Ok(set) => set,
+            Err(e) => return vec![format!("apart: invalid parameters: {e}")],
+        };
+    let payload = json!({"request": input["review"]}).to_string();
+    let request = match apart_policy::admission::ValidationRequest::parse(payload.as_bytes()) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("apart: {e}")],
+    };
+    let verdict = apart_policy::admission::review(&set, request.request, payload.as_bytes());
+    let lines: Vec<String> = verdict
+        .violations
+        .iter()
+        .map(|f| format!("[{}] {} at {}: {}", f.code, f.policy, f.path, f.message))
+        .collect();
+    match (lines.is_empty(), verdict.accepted) {
+        (true, false) => vec![verdict.message.unwrap_or_default()],
+        _ => lines,
+    }
+}
+
+/// The lifecycle through the OPA-ABI module: every AdmissionReview of `tests/admission`
+/// (Pod UPDATEs, deletions in progress, Jobs, mirror pods, existing violations under `allow`
+/// and `deny`, changed templates) gets the violations the engine judges it by, and the
+/// requests the lifecycle lets through get none, although most of them violate the rule.
+#[test]
+fn admission_requests_are_judged_in_their_lifecycle() {
+    let engine = engine();
+    let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
+    let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+    let seed = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let seed: Value = serde_json::from_slice(&seed.settings()).expect("settings");
+    // Requests whose objects violate the rule but that the lifecycle lets through.
+    let let_through = [
+        "update-pod-label-change",
+        "update-pod-finalizer-removal-while-deleting",
+        "update-deployment-foreground-deletion",
+        "update-job-admitted-by-a-queue",
+        "update-deployment-labels-existing-violation",
+        "update-helmrelease-chart-bump-affinity-unchanged",
+        "create-mirror-pod",
+    ];
+    // Requests judged as a CREATE: violations (Gatekeeper mode repairs nothing).
+    let judged = [
+        "update-job-template-labels-changed",
+        "update-deployment-existing-violation-denied",
+        "update-deployment-template-changed",
+        "update-helmrelease-affinity-changed",
+        "update-without-old-object",
+        "create-extensions-v1beta1-deployment",
+        "create-batch-v1beta1-cronjob",
+        "create-object-without-apiversion-and-kind",
+    ];
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for dir in support::case_dirs("admission", |p| p.join("request.json").is_file()) {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let review = support::read_json(&dir.join("request.json"));
+        let settings = match dir.join("settings.json") {
+            p if p.is_file() => support::read_json(&p),
+            _ => seed.clone(),
+        };
+        let input = json!({"parameters": settings, "review": review["request"]});
+        let wanted = engine_violations(&input);
+        let got = match policy.violations(&input) {
+            Ok(got) => got,
+            Err(e) => {
+                failures.push(format!("{name}: OPA module: {e:#}"));
+                continue;
+            }
+        };
+        if got != wanted {
+            failures.push(format!(
+                "{name}: the OPA module reports\n  {got:?}\nthe engine\n  {wanted:?}"
+            ));
+        }
+        if let_through.contains(&name) && !got.is_empty() {
+            failures.push(format!("{name}: let through by the lifecycle, yet {got:?}"));
+        }
+        if judged.contains(&name) && got.is_empty() {
+            failures.push(format!("{name}: judged as a CREATE, yet no violation"));
+        }
+        seen += usize::from(let_through.contains(&name) || judged.contains(&name));
+    }
+    assert_eq!(
+        seen,
+        let_through.len() + judged.len(),
+        "every named case exists"
+    );
+    assert_no_failures(&failures);
 }
 
 /// Where `cargo xtask setup` installs `@open-policy-agent/opa-wasm`.

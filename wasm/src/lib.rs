@@ -5,7 +5,12 @@
 //! Kubewarden SDK's types. The engine reaches the cluster (for a running Pod that a policy
 //! protects, nothing else) through [`WapcHost`], Kubewarden's `kubernetes` host capabilities.
 //! Settings are `{"policies": [DecorrelationPolicy, ...]}`; they are compiled once and reused
-//! while policy-server keeps sending the same settings bytes.
+//! while policy-server keeps sending the same settings bytes. The verdict, and what the
+//! request's operation and the object's lifecycle make of the findings (a Pod UPDATE, a
+//! deletion in progress, an existing violation), is the engine's
+//! ([`apart_policy::admission`]); the findings travel in the [`FINDINGS_ANNOTATION`] audit
+//! annotation, a key without a prefix, since the API server prefixes it with the webhook's
+//! name.
 //!
 //! Baked policies: `apart build` writes policies into a copy of this module (the
 //! [`BAKED`] region of its data section), so that a module deployed with `settings: {}`

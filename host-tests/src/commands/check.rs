@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use apart_policy::admission::FINDINGS_ANNOTATION;
+use apart_policy::source::edit;
 use apart_policy::source::manifest::{self, Contents, Unrendered};
 use apart_policy::source::path::JsonPath;
 use apart_policy::source::read::{self, Chunk, Position};
-use apart_policy::source::edit;
 use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, SetMember, Severity};
 use serde::Serialize;
 use serde_json::Value;
@@ -542,7 +542,11 @@ fn read_inputs(
 
 /// A worker's answer for one part: its objects through `validate`, findings with positions,
 /// and (for `fix`) the document's rewrite.
-fn answer_part(job: &Job, worker: &mut dyn Worker, shared: &Shared<'_>) -> Result<Part, Diagnostic> {
+fn answer_part(
+    job: &Job,
+    worker: &mut dyn Worker,
+    shared: &Shared<'_>,
+) -> Result<Part, Diagnostic> {
     let mut part = Part::default();
     let name = &*job.name;
     for document in read::chunk_documents(&job.text, &job.chunk) {
@@ -561,10 +565,8 @@ fn answer_part(job: &Job, worker: &mut dyn Worker, shared: &Shared<'_>) -> Resul
                 if job.explicit {
                     return Err(input_error(name, position, message));
                 }
-                part.notes.push(format!(
-                    "{name}:{}: skipped: {message}",
-                    position.line
-                ));
+                part.notes
+                    .push(format!("{name}:{}: skipped: {message}", position.line));
                 continue;
             }
         };
@@ -578,9 +580,9 @@ fn answer_part(job: &Job, worker: &mut dyn Worker, shared: &Shared<'_>) -> Resul
                 shared.options.default_namespace,
                 &shared.settings,
             );
-            let response = worker.validate(&request).map_err(|e| {
-                Diagnostic::Module(format!("{name}:{}: {e}", object.start.line))
-            })?;
+            let response = worker
+                .validate(&request)
+                .map_err(|e| Diagnostic::Module(format!("{name}:{}: {e}", object.start.line)))?;
             let findings: Vec<Finding> = match response
                 .audit_annotations
                 .as_ref()

@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn each_input_of_a_stream_opens_a_document() {
-        assert_eq!(stream_header("a.yaml", "kind: A\n"), "---\n# Source: a.yaml\n");
+        assert_eq!(
+            stream_header("a.yaml", "kind: A\n"),
+            "---\n# Source: a.yaml\n"
+        );
         assert_eq!(
             stream_header("b.yaml", "# c\n---\nkind: B\n"),
             "# Source: b.yaml\n"

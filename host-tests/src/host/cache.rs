@@ -92,7 +92,9 @@ fn store(dir: &Path, path: &Path, compiled: &[u8]) {
     file.extend_from_slice(&Sha256::digest(compiled));
     let temporary = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("module"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("module"),
         std::process::id()
     ));
     if std::fs::write(&temporary, &file).is_ok() && std::fs::rename(&temporary, path).is_err() {

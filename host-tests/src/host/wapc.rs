@@ -5,7 +5,10 @@
 //! (policy-server's model: no state leaks between evaluations), runs the guest's
 //! initialisation (`_initialize`/`_start`, then `wapc_init`), and is interrupted when it runs
 //! past its deadline (epoch interruption, 2 s by default as in policy-server). A
-//! [`Session`] keeps one instance warm for many calls, as the CLI does over a manifest set.
+//! [`Session`] keeps one instance warm for many calls, as the CLI does over a manifest set. A
+//! deadline or memory limit hit is reported as such ([`CallError::Deadline`],
+//! [`CallError::MemoryLimit`]: which operation, on how much input, and what to do), not as a
+//! crash; only a real trap is [`CallError::Trap`].
 //!
 //! The waPC protocol: the host calls `__guest_call(op_len, payload_len)`; the guest asks for
 //! the operation name and payload with `__guest_request`, and answers with
@@ -27,16 +30,16 @@ use std::time::Duration;
 use crate::host::replay::{HostCall, Replay};
 
 use wasmtime::{
-    Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Store, StoreLimits,
-    StoreLimitsBuilder, TypedFunc, Val, ValType,
+    Caller, Config, Engine, Extern, FuncType, InstancePre, Linker, Memory, Module, Store,
+    TypedFunc, Val, ValType,
 };
 
 /// How often the epoch advances.
 const TICK: Duration = Duration::from_millis(10);
 /// policy-server's default evaluation deadline.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
-/// Memory a guest may grow to.
-const MAX_MEMORY: usize = 2 << 30;
+/// Memory a guest may grow to by default.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -49,19 +52,107 @@ pub enum CallError {
         /// The guest's message.
         message: String,
     },
-    /// The guest trapped or ran past its deadline.
-    #[error("the module trapped in {operation}: {message}")]
+    /// The guest ran past its deadline and was interrupted: not a crash, the work was too
+    /// big for the time policy-server gives it.
+    #[error("{}", deadline_message(operation, *deadline, *payload_bytes))]
+    Deadline {
+        /// The waPC operation.
+        operation: String,
+        /// The deadline it ran past.
+        deadline: Duration,
+        /// The size of the payload it was given.
+        payload_bytes: usize,
+    },
+    /// The guest asked for more memory than it may have and stopped.
+    #[error("{}", memory_message(operation, *limit, *payload_bytes))]
+    MemoryLimit {
+        /// The waPC operation.
+        operation: String,
+        /// The memory limit, in bytes.
+        limit: usize,
+        /// The size of the payload it was given.
+        payload_bytes: usize,
+    },
+    /// The guest trapped: a bug in the module (it is built never to trap on any input).
+    #[error(
+        "the module trapped in {operation} (a bug in the module: please report it with the input): {message}"
+    )]
     Trap {
         /// The waPC operation.
         operation: String,
         /// What wasmtime reported.
         message: String,
-        /// True when the deadline interrupted it.
-        deadline: bool,
     },
     /// The module could not be instantiated.
     #[error("cannot instantiate the module: {0}")]
     Instantiate(String),
+}
+
+/// What work an operation does, for the messages below.
+fn work(operation: &str) -> &'static str {
+    match operation {
+        "validate_settings" => "compiling the settings",
+        "validate" => {
+            "evaluating the request (the settings are compiled again on every evaluation)"
+        }
+        _ => "the call",
+    }
+}
+
+/// `1.5 MB` / `800 KB` / `12 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{} KB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn deadline_message(operation: &str, deadline: Duration, payload_bytes: usize) -> String {
+    format!(
+        "the module hit its {:.1} s deadline in {operation} and was interrupted: {} ({} of input) took longer than that (policy-server interrupts it the same way, 2 s by default). Give it less to do at once: split the policies over several policies (ClusterAdmissionPolicies) or keep the object smaller; or raise the deadline (the policy's spec.timeoutEvalSeconds, up to 30; policy-server's --policy-timeout)",
+        deadline.as_secs_f64(),
+        work(operation),
+        size(payload_bytes),
+    )
+}
+
+fn memory_message(operation: &str, limit: usize, payload_bytes: usize) -> String {
+    format!(
+        "the module hit its {} memory limit in {operation} and stopped: {} ({} of input) needs more memory than that. Give it less to do at once: split the policies over several policies (ClusterAdmissionPolicies) or keep the object smaller",
+        size(limit),
+        work(operation),
+        size(payload_bytes),
+    )
+}
+
+/// A store's memory limit that remembers a refused growth, so that the trap that follows (the
+/// guest cannot allocate and aborts) is reported as the limit, not as a crash.
+struct MemoryLimiter {
+    limit: usize,
+    refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit && maximum.is_none_or(|m| desired <= m);
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
 }
 
 /// Per-call host state.
@@ -75,7 +166,7 @@ struct HostState {
     replay: Option<Arc<Replay>>,
     host_calls: Vec<HostCall>,
     logs: Vec<String>,
-    limits: StoreLimits,
+    limits: MemoryLimiter,
     random: u64,
 }
 
@@ -83,7 +174,9 @@ struct HostState {
 pub struct PolicyModule {
     engine: Engine,
     pre: InstancePre<HostState>,
+    deadline: Duration,
     deadline_ticks: u64,
+    memory_limit: usize,
     stop_ticker: Arc<AtomicBool>,
     replay: Option<Arc<Replay>>,
 }
@@ -246,7 +339,7 @@ const WASI_PROVIDED: &[&str] = &[
     "proc_exit",
 ];
 
-fn link_wasi(linker: &mut Linker<HostState>, module: &wasmtime::Module) -> wasmtime::Result<()> {
+fn link_wasi(linker: &mut Linker<HostState>, module: &Module) -> wasmtime::Result<()> {
     const WASI: &str = "wasi_snapshot_preview1";
     linker.func_wrap(
         WASI,
@@ -382,7 +475,9 @@ impl PolicyModule {
         Ok(Self {
             engine,
             pre,
+            deadline,
             deadline_ticks,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             stop_ticker,
             replay: None,
         })
@@ -393,6 +488,14 @@ impl PolicyModule {
     #[must_use]
     pub fn with_replay(mut self, replay: Replay) -> Self {
         self.replay = Some(Arc::new(replay));
+        self
+    }
+
+    /// Limits each evaluation's memory to `bytes` (2 GiB by default); a guest that needs more
+    /// stops with [`CallError::MemoryLimit`].
+    #[must_use]
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
         self
     }
 
@@ -433,7 +536,10 @@ impl PolicyModule {
             replay: self.replay.clone(),
             host_calls: Vec::new(),
             logs: Vec::new(),
-            limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
+            limits: MemoryLimiter {
+                limit: self.memory_limit,
+                refused: false,
+            },
             random: 0x9E37_79B9_7F4A_7C15,
         }
     }
@@ -450,7 +556,7 @@ impl PolicyModule {
         for init in ["_initialize", "_start", "wapc_init"] {
             if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, init) {
                 f.call(&mut store, ())
-                    .map_err(|e| trap(operation, e, &store))?;
+                    .map_err(|e| trap(self, operation, 0, e, &store))?;
             }
         }
         let guest_call = instance
@@ -480,6 +586,7 @@ impl Live {
         state.error = None;
         state.host_calls.clear();
         state.logs.clear();
+        state.limits.refused = false;
         self.store.set_epoch_deadline(module.deadline_ticks);
         let ok = self
             .guest_call
@@ -487,7 +594,7 @@ impl Live {
                 &mut self.store,
                 (len_i32(operation.len()), len_i32(payload.len())),
             )
-            .map_err(|e| trap(operation, e, &self.store))?;
+            .map_err(|e| trap(module, operation, payload.len(), e, &self.store))?;
         let state = self.store.data_mut();
         let host_calls = std::mem::take(&mut state.host_calls);
         match (ok, state.response.take(), state.error.take()) {
@@ -504,9 +611,30 @@ impl Live {
     }
 }
 
-/// A trap (or an interrupted call) as a [`CallError`], with what the guest printed.
-fn trap(operation: &str, e: wasmtime::Error, store: &Store<HostState>) -> CallError {
-    let deadline = e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
+/// A trap as a [`CallError`]: the deadline or the memory limit when that is what stopped the
+/// guest (a guest refused memory cannot allocate and aborts), else a crash, with what the
+/// guest printed.
+fn trap(
+    module: &PolicyModule,
+    operation: &str,
+    payload_bytes: usize,
+    e: wasmtime::Error,
+    store: &Store<HostState>,
+) -> CallError {
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return CallError::Deadline {
+            operation: operation.to_owned(),
+            deadline: module.deadline,
+            payload_bytes,
+        };
+    }
+    if store.data().limits.refused {
+        return CallError::MemoryLimit {
+            operation: operation.to_owned(),
+            limit: module.memory_limit,
+            payload_bytes,
+        };
+    }
     let logs = store.data().logs.join("");
     CallError::Trap {
         operation: operation.to_owned(),
@@ -515,7 +643,6 @@ fn trap(operation: &str, e: wasmtime::Error, store: &Store<HostState>) -> CallEr
         } else {
             format!("{e:#}; module output: {}", logs.trim())
         },
-        deadline,
     }
 }
 

@@ -4,11 +4,13 @@
 //! - `template.yaml`: one ConstraintTemplate (`templates.gatekeeper.sh/v1`, kind
 //!   [`CONSTRAINT_KIND`]) whose Rego ([`REGO`], v1 syntax, in the `code: [{engine: Rego,
 //!   source: {version: "v1"}}]` form) implements the engine's checks on
-//!   `input.review.object`, with one policy as `input.parameters` ([`parameters`]);
+//!   `input.review` (the object, and for an UPDATE `oldObject`: the same lifecycle as the
+//!   engine's admission), with one policy as `input.parameters` ([`parameters`]);
 //! - `constraint-<policy>.yaml`: a Constraint per policy, matching the workload kinds and the
 //!   policy's value-target kinds;
 //! - `mutation-<policy>.yaml`: for `action: mutate`, `Assign` mutators that add the rule's
-//!   terms where a pod has no `podAntiAffinity` at all (see [`ASSIGN_LIMITS`]);
+//!   terms where a pod has no `podAntiAffinity` at all, on CREATE only: Assign cannot see
+//!   `oldObject`, so it cannot follow apart's UPDATE rules (see [`ASSIGN_LIMITS`]);
 //! - `suite.yaml` and `samples/<policy>/{allowed,disallowed}.yaml`: a gator `Suite`, so
 //!   `gator verify` checks the template against samples for each policy.
 
@@ -31,16 +33,18 @@ pub const CONSTRAINT_KIND: &str = "ApartDecorrelation";
 
 /// What a Gatekeeper `Assign` cannot do that apart's own mutation does; written into the
 /// generated mutators' annotations.
-pub const ASSIGN_LIMITS: &str = "Assign only writes the whole podAntiAffinity term list, and only where the pod has no podAntiAffinity (pathTests MustNotExist), so a user's affinity is never overwritten. Unlike apart's mutation it cannot repair a term in place (add the peers' namespaces or namespaceSelector to a namespace-blind term, raise a weight), cannot append a term next to the user's own, cannot tell a workload's pod-template labels from the workload's labels (match.labelSelector sees the object's labels), and cannot read a value target's namespace path. Objects it leaves alone are still denied by the Constraint, with the finding that says what to write.";
+pub const ASSIGN_LIMITS: &str = "Assign only writes the whole podAntiAffinity term list, and only where the pod has no podAntiAffinity (pathTests MustNotExist), so a user's affinity is never overwritten. It runs on CREATE only (applyTo operations, Gatekeeper v3.23 or later): it cannot see oldObject, so on UPDATE it could not tell a changed pod template from an unchanged one, and it would patch Pods and Jobs, whose template the API server refuses to change. Unlike apart's mutation it cannot repair a term in place (add the peers' namespaces or namespaceSelector to a namespace-blind term, raise a weight), cannot append a term next to the user's own, cannot tell a workload's pod-template labels from the workload's labels (match.labelSelector sees the object's labels), and cannot read a value target's namespace path. Objects it leaves alone are still denied by the Constraint, with the finding that says what to write (an UPDATE that changes the pod template is judged, not repaired).";
 
-/// Workload kinds by API group, as Gatekeeper's `match.kinds` and `applyTo` name them.
-const KINDS: [(&str, &[&str]); 3] = [
+/// Workload kinds by API group, as Gatekeeper's `match.kinds` names them (the old
+/// `extensions` group too: the Rego checks every version that serves a pod template).
+const KINDS: [(&str, &[&str]); 4] = [
     ("", &["Pod", "ReplicationController"]),
     (
         "apps",
         &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"],
     ),
     ("batch", &["Job", "CronJob"]),
+    ("extensions", &["Deployment", "DaemonSet", "ReplicaSet"]),
 ];
 
 /// Where each kind's pod affinity is, for the mutators: (group, version, kinds, location).
@@ -144,6 +148,10 @@ pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
     p.insert("strength".into(), json!(policy.strength));
     p.insert("weight".into(), json!(policy.weight));
     p.insert("action".into(), json!(policy.action));
+    p.insert(
+        "existingViolations".into(),
+        json!(policy.existing_violations),
+    );
     let targets: Vec<Value> = policy
         .value_targets
         .iter()
@@ -300,6 +308,12 @@ fn rule_terms(policy: &Policy) -> Vec<Value> {
         .collect()
 }
 
+/// An `applyTo` entry. CREATE only: Assign cannot see `oldObject`, so CREATE is the one
+/// operation where it can do what apart's mutation does (see [`ASSIGN_LIMITS`]).
+fn apply_to(group: &str, version: &str, kinds: Value) -> Value {
+    json!({"groups": [group], "versions": [version], "kinds": kinds, "operations": ["CREATE"]})
+}
+
 fn assign(
     name: String,
     apply_to: Value,
@@ -354,7 +368,7 @@ pub fn mutators(set: &PolicySet, index: usize) -> Vec<Value> {
         let suffix = kinds.first().map_or("pod", |k| k).to_lowercase();
         out.push(assign(
             format!("{}-{suffix}", policy.name),
-            json!({"groups": [group], "versions": [version], "kinds": kinds}),
+            apply_to(group, version, json!(kinds)),
             json!([{"apiGroups": [group], "kinds": kinds}]),
             affinity,
             policy,
@@ -375,7 +389,7 @@ pub fn mutators(set: &PolicySet, index: usize) -> Vec<Value> {
         }
         out.push(assign(
             format!("{}-target-{i}", policy.name),
-            json!({"groups": [group], "versions": [version], "kinds": [t.kind]}),
+            apply_to(group, version, json!([t.kind])),
             json!([{"apiGroups": [group], "kinds": [t.kind]}]),
             &affinity,
             policy,

@@ -4,15 +4,24 @@
 //! The object is read once, leanly: only identity, labels, replica counts and the affinity
 //! are materialised; everything else is skipped by the JSON reader. A custom resource that a
 //! value target names is the exception: it is read whole (its paths are arbitrary).
+//!
+//! Every API version of a workload kind is read, the old ones included (`extensions/v1beta1`
+//! Deployments, `apps/v1beta2` StatefulSets, `batch/v1beta1` CronJobs, ...): the pod template
+//! has always been at the same place, so an old manifest is checked, not passed over. An
+//! UPDATE is compared with its `oldObject` here too ([`update_changes`]): the admission
+//! lifecycle needs to know which pod sources the update actually changed.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::ObjectError;
 use crate::kube::affinity::Affinity;
+use crate::kube::names;
+use crate::placement::colocation::{Placement, Subject};
 use crate::rules::finding::ObjectRef;
 use crate::rules::policy::ValueTarget;
 use crate::source::path::JsonPath;
@@ -28,6 +37,61 @@ struct MetaView {
     namespace: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    /// Set once a deletion has begun: only finalizers are still to be removed.
+    #[serde(default)]
+    deletion_timestamp: Option<IgnoredAny>,
+    #[serde(default)]
+    annotations: Option<AnnotationsView>,
+}
+
+/// The annotations apart acts on: only whether [`MIRROR_ANNOTATION`] is there. The values
+/// (of any size) are skipped unread and no key is copied.
+#[derive(Debug, Default)]
+struct AnnotationsView {
+    mirror: bool,
+}
+
+impl<'de> Deserialize<'de> for AnnotationsView {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Annotations;
+        impl<'de> serde::de::Visitor<'de> for Annotations {
+            type Value = AnnotationsView;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnnotationsView, A::Error> {
+                let mut view = AnnotationsView::default();
+                while let Some(MirrorKey(is_mirror)) = map.next_key()? {
+                    map.next_value::<IgnoredAny>()?;
+                    view.mirror |= is_mirror;
+                }
+                Ok(view)
+            }
+        }
+        deserializer.deserialize_map(Annotations)
+    }
+}
+
+/// An annotation key, compared with [`MIRROR_ANNOTATION`] where it lies in the input.
+struct MirrorKey(bool);
+
+impl<'de> Deserialize<'de> for MirrorKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = MirrorKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an annotation key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<MirrorKey, E> {
+                Ok(MirrorKey(key == MIRROR_ANNOTATION))
+            }
+        }
+        deserializer.deserialize_str(Key)
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -73,10 +137,17 @@ struct SpecView<'a> {
 
 /// A Pod's `status`, read only for bound Pods.
 #[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct PodStatusView {
     #[serde(default)]
     phase: Option<String>,
+    /// Set by the kubelet when it accepts the pod: the pod has started on its node.
+    #[serde(default)]
+    start_time: Option<IgnoredAny>,
 }
+
+/// The annotation the kubelet puts on the mirror pod of a static pod.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// An object read leanly: identity, labels, replica counts and affinities only. Read it
 /// with serde (it borrows the affinities from the input text); everything else is skipped.
@@ -97,29 +168,110 @@ pub struct ObjectView<'a> {
 }
 
 impl ObjectView<'_> {
-    /// The pod, when this is a `v1/Pod` bound to a node that has not terminated: what the
-    /// co-location check looks at. Other objects answer `None` after two comparisons.
-    pub fn bound_pod(
-        &self,
-        default_namespace: &str,
-    ) -> Option<crate::placement::colocation::Subject> {
-        if self.kind.as_deref() != Some("Pod") || self.api_version.as_deref() != Some("v1") {
+    /// `apiVersion`, as written (empty when absent).
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or_default()
+    }
+
+    /// `kind`, as written (empty when absent).
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or_default()
+    }
+
+    /// Fills in `apiVersion` and `kind` from the admission request's `kind` when the object
+    /// omits them (the API server always writes them; hand-written reviews may not), so the
+    /// object is judged as what the request says it is rather than as nothing.
+    pub fn fill_type(&mut self, group: &str, version: &str, kind: &str) {
+        if self.api_version().is_empty() && !version.is_empty() {
+            self.api_version = Some(if group.is_empty() {
+                version.to_owned()
+            } else {
+                format!("{group}/{version}")
+            });
+        }
+        if self.kind().is_empty() && !kind.is_empty() {
+            self.kind = Some(kind.to_owned());
+        }
+    }
+
+    /// Is this a core Pod?
+    pub fn is_pod(&self) -> bool {
+        self.kind() == "Pod" && group_of(self.api_version()).is_empty()
+    }
+
+    /// Has a deletion begun (`metadata.deletionTimestamp` set)?
+    pub fn deleting(&self) -> bool {
+        self.metadata
+            .as_ref()
+            .is_some_and(|m| m.deletion_timestamp.is_some())
+    }
+
+    /// Is this the mirror of a static pod (the [`MIRROR_ANNOTATION`] that the kubelet writes)?
+    pub fn is_mirror_pod(&self) -> bool {
+        self.is_pod()
+            && self
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .is_some_and(|a| a.mirror)
+    }
+
+    /// The object as the API server names it in its answers: the request's namespace when
+    /// the object names none, and a `generateName` prefix marked as such.
+    pub fn name(&self, request_namespace: Option<&str>) -> ObjectName {
+        let metadata = self.metadata.as_ref();
+        let namespace = metadata
+            .and_then(|m| m.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                request_namespace
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+            });
+        let name = metadata
+            .and_then(|m| m.name.clone())
+            .filter(|n| !n.is_empty());
+        let generated = match &name {
+            Some(_) => None,
+            None => metadata.and_then(|m| m.generate_name.clone()),
+        };
+        ObjectName {
+            kind: self.kind().to_owned(),
+            namespace,
+            name: name.or_else(|| generated.clone()),
+            generated: generated.is_some(),
+        }
+    }
+
+    /// The pod, when this is a core Pod bound to a node that has not terminated and is not
+    /// the mirror of a static pod: what the co-location check looks at. Other objects answer
+    /// `None` after two comparisons.
+    pub fn bound_pod(&self, default_namespace: &str) -> Option<Subject> {
+        if !self.is_pod() || self.is_mirror_pod() {
             return None;
         }
         let raw = self.spec.as_ref()?.node_name?;
         let node = serde_json::from_str::<String>(raw.get())
             .ok()
             .filter(|n| !n.is_empty())?;
-        // A pod that has finished holds nothing a failure could take down.
-        let phase = self
+        let status = self
             .status
             .and_then(|s| serde_json::from_str::<PodStatusView>(s.get()).ok())
-            .and_then(|s| s.phase);
-        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            .unwrap_or_default();
+        // A pod that has finished holds nothing a failure could take down.
+        if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
             return None;
         }
+        // A pod the kubelet has started runs there now; one without a start is being created
+        // with `spec.nodeName` already written by its creator, bypassing the scheduler.
+        let placement = if status.start_time.is_some() || status.phase.as_deref() == Some("Running")
+        {
+            Placement::Running
+        } else {
+            Placement::BoundByCreator
+        };
         let metadata = self.metadata.as_ref();
-        Some(crate::placement::colocation::Subject {
+        Some(Subject {
             name: metadata
                 .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
                 .unwrap_or_default(),
@@ -128,7 +280,43 @@ impl ObjectView<'_> {
                 .unwrap_or_else(|| default_namespace.to_owned()),
             labels: metadata.and_then(|m| m.labels.clone()).unwrap_or_default(),
             node,
+            placement,
         })
+    }
+}
+
+/// An object named as the API server names it (see [`ObjectView::name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName {
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.namespace`, or the request's namespace when the object names none.
+    pub namespace: Option<String>,
+    /// `metadata.name`, or the `generateName` prefix.
+    pub name: Option<String>,
+    /// True when `name` is the `generateName` prefix (the API server adds a suffix).
+    pub generated: bool,
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.kind.is_empty() {
+            "object"
+        } else {
+            &self.kind
+        })?;
+        f.write_str(" ")?;
+        if let Some(ns) = &self.namespace {
+            write!(f, "{}/", names::shortened(ns))?;
+        }
+        match &self.name {
+            Some(n) => f.write_str(&names::shortened(n))?,
+            None => f.write_str("<unnamed>")?,
+        }
+        if self.generated {
+            f.write_str(" (generateName)")?;
+        }
+        Ok(())
     }
 }
 
@@ -193,12 +381,17 @@ pub struct ObjectSources {
 
 /// Workload kinds and where their pod template is.
 struct WorkloadKind {
-    group: &'static str,
+    /// The API groups that serve the kind, today's first: every version of each (`v1`,
+    /// `v1beta1`, `v1beta2`, `v2alpha1`, ...) keeps the pod template at `template`.
+    groups: &'static [&'static str],
     kind: &'static str,
     template: &'static str,
     /// Default pods at once when the count field is unset; `None`: one per node.
     default_replicas: Option<i64>,
     controller_keys: &'static [&'static str],
+    /// The API server refuses every change to the pod template's affinity on UPDATE (a
+    /// Pod's spec, a Job's template), so an UPDATE can never repair it.
+    immutable: bool,
 }
 
 const JOB_KEYS: &[&str] = &[
@@ -210,21 +403,23 @@ const JOB_KEYS: &[&str] = &[
 
 const WORKLOADS: &[WorkloadKind] = &[
     WorkloadKind {
-        group: "",
+        groups: &[""],
         kind: "Pod",
         template: "$",
         default_replicas: Some(1),
         controller_keys: &[],
+        immutable: true,
     },
     WorkloadKind {
-        group: "apps",
+        groups: &["apps", "extensions"],
         kind: "Deployment",
         template: "$.spec.template",
         default_replicas: Some(1),
         controller_keys: &["pod-template-hash"],
+        immutable: false,
     },
     WorkloadKind {
-        group: "apps",
+        groups: &["apps"],
         kind: "StatefulSet",
         template: "$.spec.template",
         default_replicas: Some(1),
@@ -233,47 +428,63 @@ const WORKLOADS: &[WorkloadKind] = &[
             "statefulset.kubernetes.io/pod-name",
             "apps.kubernetes.io/pod-index",
         ],
+        immutable: false,
     },
     WorkloadKind {
-        group: "apps",
+        groups: &["apps", "extensions"],
         kind: "DaemonSet",
         template: "$.spec.template",
         default_replicas: None,
         controller_keys: &["controller-revision-hash", "pod-template-generation"],
+        immutable: false,
     },
     WorkloadKind {
-        group: "apps",
+        groups: &["apps", "extensions"],
         kind: "ReplicaSet",
         template: "$.spec.template",
         default_replicas: Some(1),
         controller_keys: &[],
+        immutable: false,
     },
     WorkloadKind {
-        group: "",
+        groups: &[""],
         kind: "ReplicationController",
         template: "$.spec.template",
         default_replicas: Some(1),
         controller_keys: &[],
+        immutable: false,
     },
     WorkloadKind {
-        group: "batch",
+        groups: &["batch"],
         kind: "Job",
         template: "$.spec.template",
         default_replicas: Some(1),
         controller_keys: JOB_KEYS,
+        immutable: true,
     },
     WorkloadKind {
-        group: "batch",
+        groups: &["batch"],
         kind: "CronJob",
         template: "$.spec.jobTemplate.spec.template",
         default_replicas: Some(1),
         controller_keys: JOB_KEYS,
+        immutable: false,
     },
 ];
 
-/// The kinds whose pod templates apart reads, as `(group, kind)`.
+/// The kinds whose pod templates apart reads, as `(group, kind)` in today's API group.
 pub fn workload_kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
-    WORKLOADS.iter().map(|w| (w.group, w.kind))
+    WORKLOADS
+        .iter()
+        .map(|w| (w.groups.first().copied().unwrap_or_default(), w.kind))
+}
+
+/// The workload kind of an object, any API version of any group that serves it.
+fn workload(api_version: &str, kind: &str) -> Option<&'static WorkloadKind> {
+    let group = group_of(api_version);
+    WORKLOADS
+        .iter()
+        .find(|w| w.kind == kind && w.groups.contains(&group))
 }
 
 fn group_of(api_version: &str) -> &str {
@@ -365,12 +576,8 @@ pub fn read_view(
         .namespace
         .clone()
         .unwrap_or_else(|| default_namespace.to_owned());
-    let group = group_of(&object.api_version);
     let mut sources = Vec::new();
-    if let Some(w) = WORKLOADS
-        .iter()
-        .find(|w| w.kind == object.kind && w.group == group)
-    {
+    if let Some(w) = workload(&object.api_version, &object.kind) {
         let spec = view.spec.unwrap_or_default();
         let template_path = JsonPath::parse(w.template).unwrap_or_default();
         let (labels, affinity_raw, replicas) = match w.kind {
@@ -463,4 +670,154 @@ pub fn read_view(
         sources,
         value,
     })
+}
+
+/// What an UPDATE did to one pod source of its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceChange {
+    /// The source's affinity path: every finding about the source is at or under it.
+    pub affinity_path: JsonPath,
+    /// What apart judges is as it was in `oldObject`: the whole pod template (a change to any
+    /// of it rolls the pods out anyway), or for a value target the affinity and the pods'
+    /// namespace; for a kind whose template cannot change ([`SourceChange::immutable`]), its
+    /// labels and affinity.
+    pub unchanged: bool,
+    /// The API server refuses changes to this pod template's affinity on UPDATE (a Pod's
+    /// spec, a Job's template): no repair can be written.
+    pub immutable: bool,
+}
+
+/// The pod template of any workload kind, as raw JSON (read only to compare an UPDATE).
+/// Everything here is read from byte slices, as the rest of the module reads, so the module
+/// carries one JSON reader.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TemplateHolder<'a> {
+    #[serde(default, borrow)]
+    spec: Option<TemplateHolderSpec<'a>>,
+    #[serde(default, borrow)]
+    metadata: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TemplateHolderSpec<'a> {
+    #[serde(default, borrow)]
+    template: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    job_template: Option<Box<TemplateHolder<'a>>>,
+    #[serde(default, borrow)]
+    affinity: Option<&'a RawValue>,
+}
+
+/// Only `request.object` of a validation request, as a template holder.
+#[derive(Deserialize)]
+struct NewObject<'a> {
+    #[serde(borrow)]
+    request: NewObjectRequest<'a>,
+}
+
+#[derive(Deserialize)]
+struct NewObjectRequest<'a> {
+    #[serde(default, borrow)]
+    object: Option<TemplateHolder<'a>>,
+}
+
+impl TemplateHolder<'_> {
+    /// The pod template (for a Pod: its own labels and affinity), as JSON values.
+    fn template(&self, kind: &str, immutable: bool) -> Option<Value> {
+        let spec = self.spec.as_ref();
+        let raw = match kind {
+            "Pod" => {
+                let labels = self
+                    .metadata
+                    .and_then(|m| serde_json::from_slice::<Value>(m.get().as_bytes()).ok())
+                    .and_then(|m| m.get("labels").cloned());
+                let affinity = spec
+                    .and_then(|s| s.affinity)
+                    .and_then(|a| serde_json::from_slice::<Value>(a.get().as_bytes()).ok());
+                return Some(serde_json::json!({"labels": labels, "affinity": affinity}));
+            }
+            "CronJob" => spec
+                .and_then(|s| s.job_template.as_ref())
+                .and_then(|j| j.spec.as_ref())
+                .and_then(|s| s.template),
+            _ => spec.and_then(|s| s.template),
+        }?;
+        let template = serde_json::from_slice::<Value>(raw.get().as_bytes()).ok()?;
+        if immutable {
+            // Only what apart judges: the rest of an immutable template cannot differ in a
+            // way that matters (a suspended Job's scheduling directives may change).
+            let labels = template.pointer("/metadata/labels").cloned();
+            let affinity = template.pointer("/spec/affinity").cloned();
+            return Some(serde_json::json!({"labels": labels, "affinity": affinity}));
+        }
+        Some(template)
+    }
+}
+
+/// How an UPDATE changed each pod source of its object (`object`, whose identity evaluation
+/// read): the workload's pod template compared with the one in `old` (the request's
+/// `oldObject`), and each matching value target's affinity and namespace. `payload` is the
+/// request's text (the new template is read from it again, only here); `whole` reads the new
+/// object whole, for value targets. An `oldObject` that cannot be read counts as changed:
+/// the update is then judged as a CREATE.
+pub fn update_changes(
+    payload: &[u8],
+    old: &RawValue,
+    object: &ObjectRef,
+    value_targets: &[(usize, &ValueTarget)],
+    whole: &mut dyn FnMut() -> Result<Value, ObjectError>,
+) -> Result<Vec<SourceChange>, ObjectError> {
+    let mut changes = Vec::new();
+    if let Some(w) = workload(&object.api_version, &object.kind) {
+        let new = serde_json::from_slice::<NewObject<'_>>(payload)
+            .ok()
+            .and_then(|n| n.request.object)
+            .and_then(|o| o.template(w.kind, w.immutable));
+        let before = serde_json::from_slice::<TemplateHolder<'_>>(old.get().as_bytes())
+            .ok()
+            .and_then(|o| o.template(w.kind, w.immutable));
+        let affinity_path = JsonPath::parse(w.template)
+            .unwrap_or_default()
+            .name("spec")
+            .name("affinity");
+        changes.push(SourceChange {
+            affinity_path,
+            unchanged: new.is_some() && new == before,
+            immutable: w.immutable,
+        });
+    }
+    let matching: Vec<&ValueTarget> = value_targets
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| {
+            t.api_version == object.api_version
+                && t.kind == object.kind
+                && t.name
+                    .as_ref()
+                    .is_none_or(|n| object.name.as_ref() == Some(n))
+        })
+        .collect();
+    if !matching.is_empty() {
+        let new = whole()?;
+        let before = serde_json::from_slice::<Value>(old.get().as_bytes()).ok();
+        for target in matching {
+            let same = |path: Option<&JsonPath>| match (path, &before) {
+                (None, Some(_)) => true,
+                // Absent and null are the same to the API server (and to the Rego).
+                (Some(p), Some(before)) => {
+                    p.get(&new).filter(|v| !v.is_null()) == p.get(before).filter(|v| !v.is_null())
+                }
+                (_, None) => false,
+            };
+            changes.push(SourceChange {
+                affinity_path: target.affinity_path.clone(),
+                unchanged: same(Some(&target.affinity_path))
+                    && same(target.namespace_path.as_ref()),
+                immutable: false,
+            });
+        }
+    }
+    Ok(changes)
 }

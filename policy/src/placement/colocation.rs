@@ -1,12 +1,21 @@
 //! Co-location of one running subject pod: the peers that share its failure domain right now.
 //!
-//! Anti-affinity acts only when a pod is scheduled, so a pod placed before its rule was right
-//! (or while no other node fitted a `preferred` rule) stays next to its peers. Kubewarden's
-//! audit scanner sends existing objects as CREATE requests; for a Pod bound to a node that a
+//! What the check is for: it reports where pods *already run* next to their peers, what one
+//! domain's loss takes down together. Anti-affinity acts only when a pod is scheduled, so a
+//! pod placed before its rule was right (or while no other node fitted a `preferred` rule)
+//! stays next to its peers, and no manifest check can see that. Kubewarden's audit scanner
+//! sends existing objects as CREATE requests; for a started Pod ([`Placement::Running`]) that a
 //! policy protects, [`check`] asks the host (Kubewarden's `kubernetes` capabilities) for the
 //! pod's node, the nodes of its failure domain and the pods on them, and reports every peer
-//! there as a [`Code::CoLocated`] finding. This is the per-pod check used at admission; the
-//! cluster-wide view is [`crate::placement::audit`].
+//! there as a [`Code::CoLocated`] finding, an error, so the scanner's report shows it. This is
+//! the per-pod check used at admission; the cluster-wide view is [`crate::placement::audit`].
+//!
+//! It is not a placement gate. A pod created with `spec.nodeName` already written
+//! ([`Placement::BoundByCreator`], a manual binding) bypasses the scheduler, so its term is
+//! never enforced whatever it says: its co-location is reported as a warning that says so
+//! ([`warning`]), and the request is judged by its manifest alone. Mirror pods (the kubelet's
+//! copies of static pods) are never checked: the kubelet runs a static pod from its file on
+//! its own node whatever admission answers.
 //!
 //! The engine does no I/O: the host calls go through [`KubernetesHost`], which the guest
 //! implements with waPC `host_call` and tests implement with recorded answers. The requests
@@ -40,6 +49,20 @@ pub struct Subject {
     pub labels: BTreeMap<String, String>,
     /// `spec.nodeName`.
     pub node: String,
+    /// How it got there.
+    pub placement: Placement,
+}
+
+/// How a bound pod got onto its node, which decides what its co-location means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// It has started there (`status.startTime`, or phase `Running`): what the audit scanner
+    /// sends for a running pod. Co-location is an error finding.
+    Running,
+    /// The request creates it with `spec.nodeName` already written (a manual binding): the
+    /// scheduler never sees it, so its anti-affinity is not enforced. Co-location is a
+    /// warning: the request is the binding itself.
+    BoundByCreator,
 }
 
 /// Kubewarden's `kubernetes` host capabilities, as the guest reaches them.
@@ -263,11 +286,14 @@ pub fn gather(
 /// The co-located findings for `subject` (the Pod `object`) on `cluster`: for every policy
 /// whose subject it is, the placed peers on nodes whose value of the policy's topology key
 /// equals that of the subject's node. One finding per policy, peers sorted by name.
+/// `faulty_terms` names the policies whose term the pod's own manifest gets wrong (its
+/// evaluation's error findings): the advice differs when the term is already right.
 pub fn co_located(
     subject: &Subject,
     object: &ObjectRef,
     policies: &PolicySet,
     cluster: &Cluster,
+    faulty_terms: &BTreeSet<&str>,
 ) -> Vec<Finding> {
     let Some(node) = cluster.node(&subject.node) else {
         return Vec::new();
@@ -299,7 +325,15 @@ pub fn co_located(
             continue;
         }
         peers.sort_by(|(a, _), (b, _)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let message = message(subject, key, value, node, &peers, &groups);
+        let sharing = Sharing {
+            subject,
+            key,
+            value,
+            node,
+            peers: &peers,
+            groups: &groups,
+        };
+        let message = sharing.message(faulty_terms.contains(policy.name.as_str()));
         findings.push(Finding::new(
             Code::CoLocated,
             &policy.name,
@@ -311,63 +345,102 @@ pub fn co_located(
     findings
 }
 
-fn message(
-    subject: &Subject,
-    key: &str,
-    value: &str,
-    node: &Node,
-    peers: &[(&ClusterPod, &Node)],
-    groups: &BTreeSet<String>,
-) -> String {
-    let names: Vec<String> = peers
-        .iter()
-        .map(|(p, n)| {
-            if n.name == node.name {
-                format!("{}/{}", p.namespace, p.name)
-            } else {
-                format!("{}/{} on node {}", p.namespace, p.name, n.name)
+/// One policy's peers on the subject's failure domain, for the message.
+struct Sharing<'a> {
+    subject: &'a Subject,
+    key: &'a str,
+    value: &'a str,
+    node: &'a Node,
+    peers: &'a [(&'a ClusterPod, &'a Node)],
+    groups: &'a BTreeSet<String>,
+}
+
+impl Sharing<'_> {
+    fn message(&self, term_faulty: bool) -> String {
+        let Self {
+            subject,
+            key,
+            value,
+            node,
+            peers,
+            groups,
+        } = self;
+        let names: Vec<String> = peers
+            .iter()
+            .map(|(p, n)| {
+                if n.name == node.name {
+                    format!("{}/{}", p.namespace, p.name)
+                } else {
+                    format!("{}/{} on node {}", p.namespace, p.name, n.name)
+                }
+            })
+            .collect();
+        let (noun, pronoun) = if peers.len() == 1 {
+            ("peer", "both")
+        } else {
+            ("peers", "all of them")
+        };
+        let group_noun = if groups.len() == 1 {
+            "peer group"
+        } else {
+            "peer groups"
+        };
+        let domain = if *key == HOSTNAME {
+            "node".to_owned()
+        } else {
+            format!("{key} domain")
+        };
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let (ns, name) = (&subject.namespace, &subject.name);
+        let sharing = format!(
+            "{noun} {names} ({group_noun} {groups})",
+            names = names.join(", "),
+            groups = groups.join("; "),
+        );
+        match subject.placement {
+            Placement::Running => {
+                let advice = if term_faulty {
+                    format!(
+                        "fix the rule's term on the pod's workload first (apart check, apart fix), then run `kubectl delete pod -n {ns} {name}` so the scheduler places it again with the anti-affinity in force"
+                    )
+                } else {
+                    format!(
+                        "the pod's term is already right, so it was placed before the term was, or while no other node fitted a preferred term: run `kubectl delete pod -n {ns} {name}` so the scheduler places it again with the anti-affinity in force"
+                    )
+                };
+                format!(
+                    "pod {ns}/{name} runs on node {node} ({key}={value}) together with its {sharing}: losing that one {domain} takes {pronoun} down. This is apart's audit of where pods run now (anti-affinity acts only when a pod is scheduled, and placed pods never move): {advice}",
+                    node = node.name,
+                )
             }
-        })
-        .collect();
-    let (noun, pronoun) = if peers.len() == 1 {
-        ("peer", "both")
-    } else {
-        ("peers", "all of them")
-    };
-    let group_noun = if groups.len() == 1 {
-        "peer group"
-    } else {
-        "peer groups"
-    };
-    let domain = if key == HOSTNAME {
-        "node".to_owned()
-    } else {
-        format!("{key} domain")
-    };
-    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-    format!(
-        "pod {ns}/{name} runs on node {node} ({key}={value}) together with its {noun} {names} ({group_noun} {groups}): losing that one {domain} takes {pronoun} down. Anti-affinity acts only when a pod is scheduled, so fix the rule's term on the pod's workload first (apart check, apart fix), then run `kubectl delete pod -n {ns} {name}` so the scheduler places it again with the anti-affinity in force",
-        ns = subject.namespace,
-        name = subject.name,
-        node = node.name,
-        names = names.join(", "),
-        groups = groups.join("; "),
-    )
+            Placement::BoundByCreator => format!(
+                "pod {ns}/{name} is created already bound to node {node} (spec.nodeName), so the scheduler never places it and its podAntiAffinity is not enforced: {node} ({key}={value}) runs its {sharing}, and losing that one {domain} would take {pronoun} down. Remove spec.nodeName and let the scheduler place the pod",
+                node = node.name,
+            ),
+        }
+    }
 }
 
 /// Checks `subject` (the Pod `object`) for co-located peers, asking `host` only when a policy
-/// protects it.
+/// protects it. `faulty_terms`: as for [`co_located`].
 pub fn check(
     host: &mut dyn KubernetesHost,
     subject: &Subject,
     object: &ObjectRef,
     policies: &PolicySet,
+    faulty_terms: &BTreeSet<&str>,
 ) -> Result<Vec<Finding>, ContextError> {
     if !protects(policies, subject) {
         return Ok(Vec::new());
     }
     let cluster = gather(host, subject, policies)?;
-    Ok(co_located(subject, object, policies, &cluster))
+    Ok(co_located(
+        subject,
+        object,
+        policies,
+        &cluster,
+        faulty_terms,
+    ))
 }
 
 #[cfg(test)]
@@ -440,6 +513,7 @@ mod tests {
             namespace: "kube-system".to_owned(),
             labels: BTreeMap::from([("app".to_owned(), "spire-server".to_owned())]),
             node: "w1".to_owned(),
+            placement: Placement::Running,
         }
     }
 
@@ -453,7 +527,13 @@ mod tests {
     }
 
     fn findings(set: &PolicySet, items: Vec<Value>) -> Vec<Finding> {
-        co_located(&subject(), &object(), set, &cluster(items))
+        co_located(
+            &subject(),
+            &object(),
+            set,
+            &cluster(items),
+            &BTreeSet::new(),
+        )
     }
 
     #[test]
@@ -712,7 +792,7 @@ mod tests {
                 ])),
             ),
         ]);
-        let found = check(&mut host, &subject(), &object(), &set).unwrap();
+        let found = check(&mut host, &subject(), &object(), &set, &BTreeSet::new()).unwrap();
         assert_eq!(
             host.asked,
             [
@@ -764,7 +844,7 @@ mod tests {
                 Ok(namespaces),
             ),
         ]);
-        let found = check(&mut host, &subject(), &object(), &set).unwrap();
+        let found = check(&mut host, &subject(), &object(), &set, &BTreeSet::new()).unwrap();
         assert_eq!(
             host.asked,
             [
@@ -789,10 +869,16 @@ mod tests {
         let mut host = Fake::new(vec![]);
         let mut other = subject();
         other.labels = BTreeMap::from([("app".to_owned(), "podinfo".to_owned())]);
-        assert_eq!(check(&mut host, &other, &object(), &set).unwrap(), []);
+        assert_eq!(
+            check(&mut host, &other, &object(), &set, &BTreeSet::new()).unwrap(),
+            []
+        );
         assert_eq!(host.asked, Vec::<String>::new());
         let mut host = Fake::new(vec![(GET_RESOURCE, get_node("w1"), Ok(node("w1", None)))]);
-        assert_eq!(check(&mut host, &subject(), &object(), &set).unwrap(), []);
+        assert_eq!(
+            check(&mut host, &subject(), &object(), &set, &BTreeSet::new()).unwrap(),
+            []
+        );
         assert_eq!(host.asked, ["get_resource Node w1"]);
     }
 
@@ -800,7 +886,7 @@ mod tests {
     fn host_errors_and_unreadable_answers_are_errors_that_say_what_was_asked() {
         let set = policies(&[POLICY.to_owned()]);
         let mut host = Fake::new(vec![]);
-        let err = check(&mut host, &subject(), &object(), &set).unwrap_err();
+        let err = check(&mut host, &subject(), &object(), &set, &BTreeSet::new()).unwrap_err();
         assert!(
             matches!(&err, ContextError::Host { operation: GET_RESOURCE, asked, message }
                 if asked == "v1/Node w1" && message.starts_with("nothing recorded")),
@@ -814,7 +900,7 @@ mod tests {
                 Ok(json!({"kind": "Pod"})),
             ),
         ]);
-        let err = check(&mut host, &subject(), &object(), &set).unwrap_err();
+        let err = check(&mut host, &subject(), &object(), &set, &BTreeSet::new()).unwrap_err();
         assert!(
             err.to_string().starts_with(
                 "the answer to kubernetes/list_resources_all (v1/Pod spec.nodeName=w1) cannot be read"
@@ -917,6 +1003,57 @@ mod tests {
             assert_eq!(verdict.warnings, Vec::<String>::new(), "{object}");
             assert_eq!(host.asked, Vec::<String>::new(), "{operation} {object}");
         }
+    }
+
+    #[test]
+    fn a_pod_created_already_bound_is_warned_about_never_rejected() {
+        let set = policies(&[POLICY.to_owned()]);
+        let mut bound = running_spire("w1");
+        bound.as_object_mut().unwrap().remove("status");
+        let mut host = incident_host();
+        let verdict = review(&set, "CREATE", bound, &mut host);
+        assert!(verdict.accepted, "{verdict:?}");
+        assert_eq!(verdict.findings, [], "co-location is no finding here");
+        assert_eq!(host.asked.len(), 2, "the node and its pods are asked for");
+        assert_eq!(verdict.warnings.len(), 1);
+        assert!(
+            verdict.warnings[0].contains("is created already bound to node w1 (spec.nodeName), so the scheduler never places it and its podAntiAffinity is not enforced")
+                && verdict.warnings[0].contains("Remove spec.nodeName"),
+            "{}",
+            verdict.warnings[0]
+        );
+    }
+
+    #[test]
+    fn a_running_pod_with_a_right_term_is_told_only_to_be_rescheduled() {
+        let set = policies(&[POLICY.to_owned()]);
+        let verdict = review(&set, "CREATE", running_spire("w1"), &mut incident_host());
+        let message = verdict.message.unwrap_or_default();
+        assert!(
+            message.contains("the pod's term is already right")
+                && !message.contains("fix the rule's term"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_mirror_pod_is_never_checked_nor_rejected() {
+        let set = policies(&[POLICY.to_owned()]);
+        let mut mirror = running_spire("w1");
+        mirror["metadata"]["annotations"] =
+            json!({"kubernetes.io/config.mirror": "3f1c", "kubernetes.io/config.source": "file"});
+        mirror["spec"].as_object_mut().unwrap().remove("affinity");
+        let mut host = incident_host();
+        let verdict = review(&set, "CREATE", mirror, &mut host);
+        assert!(verdict.accepted && verdict.mutated_object.is_none());
+        assert_eq!(host.asked, Vec::<String>::new());
+        assert_eq!(verdict.violations, []);
+        assert!(
+            verdict.warnings[0].starts_with("[missing-anti-affinity]")
+                && verdict.warnings[0].contains("the mirror of a static pod"),
+            "{:?}",
+            verdict.warnings
+        );
     }
 
     #[test]

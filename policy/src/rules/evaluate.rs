@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use crate::error::ObjectError;
 use crate::kube::affinity::{self, NamespaceFacts, PodFacts, Term};
-use crate::rules::judge::{Judgement, SelectorFit, judge};
 use crate::kube::object::{self, AffinitySlot, ObjectView, Origin, PodSource};
 use crate::rules::finding::{Code, Finding, ObjectRef};
+use crate::rules::judge::{Judgement, SelectorFit, judge};
 use crate::rules::mutate::{self, Plan, Repair};
 use crate::rules::policy::{Action, PeerGroup, Policy, PolicySet, Strength};
 
@@ -49,13 +49,25 @@ impl Evaluation {
     }
 }
 
+/// `pods app=web,tier=db in prod`; `pods without labels in prod` (what an empty subject
+/// selector protects). A value the API server would refuse may be megabytes long: it is cut.
 fn describe_pods(source: &PodSource) -> String {
+    let namespace = crate::kube::names::shortened(&source.namespace);
+    if source.labels.is_empty() {
+        return format!("pods without labels in {namespace}");
+    }
     let labels: Vec<String> = source
         .labels
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                crate::kube::names::shortened(k),
+                crate::kube::names::shortened(v)
+            )
+        })
         .collect();
-    format!("pods {} in {}", labels.join(","), source.namespace)
+    format!("pods {} in {namespace}", labels.join(","))
 }
 
 /// The term apart would write for a group, in the shape the rule asks for.
@@ -305,7 +317,10 @@ fn other_terms(judgements: &[Judgement<'_, '_>]) -> String {
         .iter()
         .map(|j| {
             if j.spreads_replicas {
-                format!("a spread of its own replicas ({})", j.term.selector.describe())
+                format!(
+                    "a spread of its own replicas ({})",
+                    j.term.selector.describe()
+                )
             } else {
                 j.term.selector.describe()
             }
@@ -313,7 +328,9 @@ fn other_terms(judgements: &[Judgement<'_, '_>]) -> String {
         .collect();
     match described.as_slice() {
         [] => String::new(),
-        [one] => format!(" (its existing term, {one}, is not about these peers and stays as it is)"),
+        [one] => {
+            format!(" (its existing term, {one}, is not about these peers and stays as it is)")
+        }
         many => format!(
             " (its existing terms, {}, are not about these peers and stay as they are)",
             many.join("; ")
@@ -488,4 +505,3 @@ impl PolicySet {
         })
     }
 }
-

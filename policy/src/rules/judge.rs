@@ -70,7 +70,8 @@ impl Judgement<'_, '_> {
         if self.selector != SelectorFit::Covers {
             return 1;
         }
-        usize::from(self.blind()) + usize::from(self.topology.is_some())
+        usize::from(self.blind())
+            + usize::from(self.topology.is_some())
             + usize::from(self.strength.is_some())
     }
 
@@ -236,10 +237,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
             let mut best = (get(i - 1, j) + 1)
                 .min(get(i, j - 1) + 1)
                 .min(get(i - 1, j - 1) + usize::from(!same));
-            let swapped = i > 1
-                && j > 1
-                && a.get(i - 1) == b.get(j - 2)
-                && a.get(i - 2) == b.get(j - 1);
+            let swapped =
+                i > 1 && j > 1 && a.get(i - 1) == b.get(j - 2) && a.get(i - 2) == b.get(j - 1);
             if swapped {
                 best = best.min(get(i - 2, j - 2) + 1);
             }
@@ -248,7 +247,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
             }
         }
     }
-    rows.get(at(a.len(), b.len())).copied().unwrap_or(usize::MAX)
+    rows.get(at(a.len(), b.len()))
+        .copied()
+        .unwrap_or(usize::MAX)
 }
 
 pub(crate) fn topology_problem(key: &str, rule: &str, required: bool) -> Option<String> {
@@ -301,7 +302,10 @@ mod tests {
         assert_eq!(edit_distance("nginx", "ngnix"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
         assert!(typo("flux", "fluxcd") && typo("nginx", "ngnix"));
-        assert!(typo("app.kubernetes.io/part-of", "app.kubernetes.io/partof"));
+        assert!(typo(
+            "app.kubernetes.io/part-of",
+            "app.kubernetes.io/partof"
+        ));
         assert!(!typo("v1", "v2") && !typo("argo", "flux") && !typo("argocd", "flux"));
         assert!(!typo("flux", "flux"));
     }

@@ -43,6 +43,20 @@ pub enum Action {
     Mutate,
 }
 
+/// What an UPDATE that leaves a violation as it was (the pod template unchanged from
+/// `oldObject`) gets at admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingViolations {
+    /// Accepted with a warning, never patched: the update did not make the violation, and a
+    /// repair would roll out pods nobody asked to restart (Kyverno's `allowExistingViolations`).
+    #[default]
+    Allow,
+    /// Rejected like a new violation (still never patched): the object must be fixed before
+    /// it can be updated at all.
+    Deny,
+}
+
 /// The document as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -94,6 +108,9 @@ pub struct PolicySpec {
     /// Affinity held inside custom resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_targets: Option<Vec<ValueTargetSpec>>,
+    /// UPDATEs that leave a violation as it was: `allow` (default) or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_violations: Option<ExistingViolations>,
 }
 
 /// `spec.subject`.
@@ -234,6 +251,8 @@ pub struct Policy {
     pub action: Action,
     /// Value targets.
     pub value_targets: Vec<ValueTarget>,
+    /// What an UPDATE that leaves a violation as it was gets.
+    pub existing_violations: ExistingViolations,
 }
 
 impl Policy {
@@ -430,6 +449,7 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
         weight,
         action: spec.action.unwrap_or_default(),
         value_targets,
+        existing_violations: spec.existing_violations.unwrap_or_default(),
     })
 }
 
@@ -439,6 +459,9 @@ pub struct PolicySet {
     policies: Vec<Policy>,
     /// The documents, in order (what the module receives as settings).
     documents: Vec<PolicyDocument>,
+    /// The policies' names, to refuse a duplicate in O(log n): settings with ten thousand
+    /// policies must compile well within policy-server's 2 s deadline.
+    names: BTreeMap<String, usize>,
 }
 
 /// Kubewarden settings: the policies to enforce.
@@ -456,6 +479,20 @@ impl PolicySet {
         &self.policies
     }
 
+    /// Every value target, with the index of its policy.
+    pub fn value_targets(&self) -> Vec<(usize, &ValueTarget)> {
+        self.policies
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.value_targets.iter().map(move |t| (i, t)))
+            .collect()
+    }
+
+    /// The policy named `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.names.get(name).and_then(|i| self.policies.get(*i))
+    }
+
     /// True when there is no policy.
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
@@ -468,7 +505,7 @@ impl PolicySet {
     }
 
     fn add(&mut self, doc: PolicyDocument, policy: Policy) -> Result<(), InvalidField> {
-        if self.policies.iter().any(|p| p.name == policy.name) {
+        if self.names.contains_key(&policy.name) {
             return Err(InvalidField::new(
                 at("$.metadata.name"),
                 format!(
@@ -477,6 +514,7 @@ impl PolicySet {
                 ),
             ));
         }
+        self.names.insert(policy.name.clone(), self.policies.len());
         self.policies.push(policy);
         self.documents.push(doc);
         Ok(())
@@ -490,15 +528,35 @@ impl PolicySet {
     /// Reads Kubewarden settings (`{"policies": [DecorrelationPolicy, ...]}`). This runs for
     /// every fresh module instance, so it reads straight into the typed documents.
     pub fn from_settings(json: &[u8]) -> Result<Self, PolicyError> {
+        // A list of policies given as the settings themselves would otherwise be read as a
+        // struct in sequence form ("expected a sequence" about its first policy).
+        let given = match json.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => Some("a list"),
+            Some(b'"') => Some("a string"),
+            Some(b't' | b'f') => Some("a boolean"),
+            Some(b'-' | b'0'..=b'9') => Some("a number"),
+            _ => None,
+        };
+        if let Some(given) = given {
+            return Err(PolicyError::Settings {
+                path: "settings".to_owned(),
+                message: format!(
+                    "must be a mapping with the policies under `policies`, {{\"policies\": [DecorrelationPolicy, ...]}}, not {given}: put the list of DecorrelationPolicy documents under `policies:`"
+                ),
+            });
+        }
         let settings: Settings = serde_json::from_slice(json).map_err(|_| {
             // Read again, tracking the path, only to say where the problem is.
             let mut de = serde_json::Deserializer::from_slice(json);
             match serde_path_to_error::deserialize::<_, Settings>(&mut de) {
                 Err(e) => PolicyError::Settings {
-                    path: crate::error::serde_path(e.path())
-                        .to_string()
-                        .replacen('$', "settings", 1),
-                    message: e.into_inner().to_string(),
+                    path: names::shortened(
+                        &crate::error::serde_path(e.path())
+                            .to_string()
+                            .replacen('$', "settings", 1),
+                    )
+                    .into_owned(),
+                    message: names::clip_values(&e.into_inner().to_string()),
                 },
                 Ok(_) => PolicyError::Settings {
                     path: "settings".to_owned(),
@@ -510,11 +568,13 @@ impl PolicySet {
         for (i, doc) in settings.policies.into_iter().enumerate() {
             let added = compile_document(&doc).and_then(|policy| set.add(doc, policy));
             added.map_err(|e| PolicyError::Settings {
-                path: e
-                    .path
-                    .to_string()
-                    .replacen('$', &format!("settings.policies[{i}]"), 1),
-                message: e.message,
+                path: names::shortened(&e.path.to_string().replacen(
+                    '$',
+                    &format!("settings.policies[{i}]"),
+                    1,
+                ))
+                .into_owned(),
+                message: names::clip_values(&e.message),
             })?;
         }
         Ok(set)
@@ -544,12 +604,13 @@ impl PolicySet {
                 field: e.path.to_string(),
                 message: e.message,
             })?;
-            self.add(document, policy).map_err(|e| PolicyError::Invalid {
-                origin: origin.to_owned(),
-                line: position(&e.path).line,
-                field: e.path.to_string(),
-                message: e.message,
-            })?;
+            self.add(document, policy)
+                .map_err(|e| PolicyError::Invalid {
+                    origin: origin.to_owned(),
+                    line: position(&e.path).line,
+                    field: e.path.to_string(),
+                    message: e.message,
+                })?;
         }
         if indexes.is_empty() {
             return Err(PolicyError::Empty {
@@ -586,6 +647,89 @@ mod tests {
         // Settings round-trip to the same compiled set.
         let again = PolicySet::from_settings(set.settings().to_string().as_bytes()).unwrap();
         assert_eq!(again.settings(), set.settings());
+    }
+
+    #[test]
+    fn settings_must_be_a_mapping_of_policies() {
+        let mut set = PolicySet::default();
+        set.parse_into(GOOD, "p.yaml").unwrap();
+        let list = set.settings()["policies"].to_string();
+        let error = PolicySet::from_settings(list.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("settings: must be a mapping with the policies under `policies`")
+                && error.contains("not a list")
+                && !error.contains("expected a sequence"),
+            "{error}"
+        );
+        for (text, given) in [
+            ("\"x\"", "a string"),
+            ("42", "a number"),
+            (" true", "a boolean"),
+        ] {
+            let error = PolicySet::from_settings(text.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("not {given}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn existing_violations_default_to_allow_and_round_trip() {
+        let mut set = PolicySet::default();
+        set.parse_into(&format!("{GOOD}  existingViolations: deny\n"), "p.yaml")
+            .unwrap();
+        assert_eq!(
+            set.policies()[0].existing_violations,
+            ExistingViolations::Deny
+        );
+        let again = PolicySet::from_settings(set.settings().to_string().as_bytes()).unwrap();
+        assert_eq!(
+            again.policy("p").unwrap().existing_violations,
+            ExistingViolations::Deny
+        );
+        let mut plain = PolicySet::default();
+        plain.parse_into(GOOD, "p.yaml").unwrap();
+        assert_eq!(
+            plain.policies()[0].existing_violations,
+            ExistingViolations::Allow
+        );
+        assert!(
+            error(&format!("{GOOD}  existingViolations: maybe\n"))
+                .contains("unknown variant `maybe`")
+        );
+    }
+
+    #[test]
+    fn names_stay_unique_across_thousands_of_policies() {
+        let mut set = PolicySet::default();
+        set.parse_into(GOOD, "p.yaml").unwrap();
+        let document = set.settings()["policies"][0].clone();
+        let policies: Vec<Value> = (0..3_000)
+            .map(|i| {
+                let mut d = document.clone();
+                d["metadata"]["name"] = Value::from(format!("p{i}"));
+                d
+            })
+            .collect();
+        let settings = serde_json::json!({ "policies": policies }).to_string();
+        let again = PolicySet::from_settings(settings.as_bytes()).unwrap();
+        assert_eq!(again.policies().len(), 3_000);
+        assert_eq!(
+            again.policy("p2999").map(|p| p.name.as_str()),
+            Some("p2999")
+        );
+        let duplicate = settings.replace("\"p2999\"", "\"p0\"");
+        let error = PolicySet::from_settings(duplicate.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(
+                "settings.policies[2999].metadata.name: a policy named \"p0\" is already defined"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

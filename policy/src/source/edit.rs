@@ -488,7 +488,8 @@ mod tests {
 
     #[test]
     fn after_a_flow_node_with_a_comment() {
-        let text = "spec:\n  podAffinityTerm:\n    labelSelector: {matchLabels: {app: x}} # the peers\n";
+        let text =
+            "spec:\n  podAffinityTerm:\n    labelSelector: {matchLabels: {app: x}} # the peers\n";
         let out = edit(
             text,
             &[op("add", "/spec/podAffinityTerm/namespaces", json!(["a"]))],

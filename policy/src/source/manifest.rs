@@ -244,8 +244,13 @@ mod tests {
         let Ok(Contents::Unrendered(u)) = &chart[0] else {
             panic!()
         };
-        assert!(u.message.contains("helm template charts/x/"), "{}", u.message);
-        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n";
+        assert!(
+            u.message.contains("helm template charts/x/"),
+            "{}",
+            u.message
+        );
+        let text =
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n";
         let e = syntax_error(text, parse_documents(text).unwrap_err());
         assert!(e.message.contains("helm template"), "{}", e.message);
         let plain = "a: [\n";

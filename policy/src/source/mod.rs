@@ -7,8 +7,8 @@
 
 #[cfg(feature = "yaml")]
 pub mod edit;
-pub mod path;
 #[cfg(feature = "yaml")]
 pub mod manifest;
+pub mod path;
 #[cfg(feature = "yaml")]
 pub mod read;

@@ -154,10 +154,7 @@ pub struct Positions {
 impl Positions {
     /// The node at `path`, when it is written in the text.
     pub fn get(&self, path: &JsonPath) -> Option<NodeSpan> {
-        let key = path
-            .segments()
-            .iter()
-            .fold(PathKey::ROOT, |k, s| k.step(s));
+        let key = path.segments().iter().fold(PathKey::ROOT, |k, s| k.step(s));
         self.spans.get(&key).copied()
     }
 
@@ -756,11 +753,15 @@ enum JsonState {
     /// After a value: a comma, a closing bracket, or the document's end.
     AfterValue,
     /// An object member's key, or (first member) the closing brace.
-    KeyOrEnd { first: bool },
+    KeyOrEnd {
+        first: bool,
+    },
     /// After a key: the colon, then the value.
     Colon,
     /// An array item, or (first item) the closing bracket.
-    ItemOrEnd { first: bool },
+    ItemOrEnd {
+        first: bool,
+    },
     /// A value (after a colon or a comma in an array).
     Value,
     Ended,
@@ -797,17 +798,19 @@ impl<'a> JsonEvents<'a> {
     }
 
     fn position_at(&mut self, offset: usize) -> Position {
-        let (from, mut column) = if self.column_cache.0 >= self.line_start
-            && self.column_cache.0 <= offset
-        {
-            self.column_cache
-        } else {
-            (self.line_start, 0)
-        };
-        column += self
-            .text
-            .get(from..offset)
-            .map_or(0, |s| if s.is_ascii() { s.len() } else { s.chars().count() });
+        let (from, mut column) =
+            if self.column_cache.0 >= self.line_start && self.column_cache.0 <= offset {
+                self.column_cache
+            } else {
+                (self.line_start, 0)
+            };
+        column += self.text.get(from..offset).map_or(0, |s| {
+            if s.is_ascii() {
+                s.len()
+            } else {
+                s.chars().count()
+            }
+        });
         self.column_cache = (offset, column);
         Position {
             line: self.line,
@@ -1548,7 +1551,12 @@ mod tests {
         let flow = format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse_documents(&flow).is_err());
         let json = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(parse_documents(&json).unwrap_err().message.contains("nesting"));
+        assert!(
+            parse_documents(&json)
+                .unwrap_err()
+                .message
+                .contains("nesting")
+        );
     }
 
     #[test]
@@ -1568,7 +1576,10 @@ mod tests {
         let docs = parse_documents(text).unwrap();
         let span = at(&docs[0], "$.b.d[1].g").unwrap();
         assert_eq!((span.value.start.line, span.value.start.column), (6, 8));
-        assert_eq!(span.key.map(|k| (k.start.line, k.start.column)), Some((6, 5)));
+        assert_eq!(
+            span.key.map(|k| (k.start.line, k.start.column)),
+            Some((6, 5))
+        );
         let slice = |s: Span| &text[s.start.offset..s.end.offset];
         assert_eq!(slice(span.value), "h");
         assert_eq!(slice(at(&docs[0], "$.b.c").unwrap().value), "[x, y]");
@@ -1646,7 +1657,8 @@ mod tests {
 
     #[test]
     fn documents_are_read_one_by_one_and_keep_their_lines() {
-        let text = "# head\na: 1\n---\n--- # empty\n...\n%YAML 1.2\n---\nb: [1,\n  2]\n---\n  c: 3\n";
+        let text =
+            "# head\na: 1\n---\n--- # empty\n...\n%YAML 1.2\n---\nb: [1,\n  2]\n---\n  c: 3\n";
         let docs = parse_documents(text).unwrap();
         let summary: Vec<_> = docs.iter().map(|d| (d.index, d.start.line)).collect();
         assert_eq!(summary, [(0, 2), (3, 8), (4, 11)]);

@@ -4,18 +4,21 @@
 //! The module speaks the OPA Wasm ABI 1.3 (see [`abi`]) but holds no Rego: its single
 //! entrypoint, [`ENTRYPOINT`] (id 0), runs the engine. Gatekeeper-mode input is
 //! `{"parameters": {"policies": [...]}, "review": <AdmissionRequest>}`; the result set is
-//! `[{"result": [{"msg": "..."}, ...]}]`, one violation per error finding (an empty list
-//! admits). It never fails open: unreadable parameters or a malformed review are a violation
-//! that says so.
+//! `[{"result": [{"msg": "..."}, ...]}]`, one violation per error finding the request is
+//! judged by (an empty list admits): the engine's lifecycle decides which, as in the waPC
+//! module (a Pod UPDATE, a deletion in progress, an existing violation under
+//! `existingViolations: allow` are admitted; see `apart_policy::admission`). Nothing is
+//! repaired: Gatekeeper mode only validates. It never fails open: unreadable parameters or a
+//! malformed review are a violation that says so.
 //!
 //! This file is safe Rust over `serde_json::Value`s; the ABI's memory and pointer handling
 //! lives in [`abi`] alone. Kept apart from the waPC module on purpose: a waPC module that
 //! exports anything named `opa_*` is taken for Rego by kwctl.
 
+use apart_policy::Finding;
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, ValidationRequest};
 use apart_policy::rules::baked::BakedRegion;
-use apart_policy::{Finding, Severity};
 use serde_json::{Map, Value, json};
 
 #[cfg(target_arch = "wasm32")]
@@ -113,12 +116,10 @@ pub fn messages(input: Option<&Value>) -> Vec<String> {
         Err(e) => return vec![format!("apart: {e}")],
     };
     let verdict = admission::review(&policies, request.request, payload.as_bytes());
-    let errors: Vec<String> = verdict
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .map(line)
-        .collect();
+    // The findings the request is judged by in its lifecycle (a Pod UPDATE, an existing
+    // violation under `existingViolations: allow`, a deletion are let through), before any
+    // repair: this module only validates.
+    let errors: Vec<String> = verdict.violations.iter().map(line).collect();
     if errors.is_empty() && !verdict.accepted {
         // A rejection without findings: the object could not be read.
         return vec![

@@ -2,7 +2,16 @@
 #
 # input.parameters: one DecorrelationPolicy, normalized by apart (defaults filled in, peer
 # groups with neither namespaces nor namespaceSelector given `namespaceSelector: {}`, JSONPaths
-# also as key lists). input.review.object: the object at admission.
+# also as key lists). input.review: the AdmissionRequest (object, oldObject, operation,
+# namespace, kind); Gatekeeper's audit sends the object alone, which counts as a CREATE.
+#
+# The request is judged as apart's engine judges it in the object's lifecycle: an object
+# whose deletion has begun, an UPDATE of a Pod (its affinity cannot change) and a static
+# pod's mirror are let through; an UPDATE that leaves a pod source as it was in oldObject (the
+# pod template; a Job's template labels and affinity; a value target's affinity and
+# namespace) holds an existing violation, let through unless existingViolations is "deny";
+# DELETE, CONNECT and subresource requests are let through; any other request is judged as a
+# CREATE.
 #
 # For each subject pod source (a workload's pod template, or a value target's affinity) and
 # each peer group, some valid podAntiAffinity term must cover every peer (selector
@@ -24,7 +33,13 @@ package apart.decorrelation
 
 params := input.parameters
 
-obj := input.review.object
+review := input.review
+
+obj := review.object
+
+old := get(review, ["oldObject"], null)
+
+operation := get(review, ["operation"], "CREATE")
 
 name_label := "kubernetes.io/metadata.name"
 
@@ -32,15 +47,18 @@ domains := ["kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.k
 
 job_keys := ["batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid", "job-name"]
 
+# Every API version of each group keeps the pod template at the same place (extensions/v1beta1
+# and apps/v1beta2 Deployments, batch/v1beta1 CronJobs, ...). A Pod's and a Job's template
+# cannot change on UPDATE.
 workloads := {
-	"Pod": {"group": "", "template": [], "at": "$", "keys": []},
-	"Deployment": {"group": "apps", "template": ["spec", "template"], "at": "$.spec.template", "keys": ["pod-template-hash"]},
-	"StatefulSet": {"group": "apps", "template": ["spec", "template"], "at": "$.spec.template", "keys": ["controller-revision-hash", "statefulset.kubernetes.io/pod-name", "apps.kubernetes.io/pod-index"]},
-	"DaemonSet": {"group": "apps", "template": ["spec", "template"], "at": "$.spec.template", "keys": ["controller-revision-hash", "pod-template-generation"]},
-	"ReplicaSet": {"group": "apps", "template": ["spec", "template"], "at": "$.spec.template", "keys": []},
-	"ReplicationController": {"group": "", "template": ["spec", "template"], "at": "$.spec.template", "keys": []},
-	"Job": {"group": "batch", "template": ["spec", "template"], "at": "$.spec.template", "keys": job_keys},
-	"CronJob": {"group": "batch", "template": ["spec", "jobTemplate", "spec", "template"], "at": "$.spec.jobTemplate.spec.template", "keys": job_keys},
+	"Pod": {"groups": [""], "template": [], "at": "$", "keys": [], "immutable": true},
+	"Deployment": {"groups": ["apps", "extensions"], "template": ["spec", "template"], "at": "$.spec.template", "keys": ["pod-template-hash"], "immutable": false},
+	"StatefulSet": {"groups": ["apps"], "template": ["spec", "template"], "at": "$.spec.template", "keys": ["controller-revision-hash", "statefulset.kubernetes.io/pod-name", "apps.kubernetes.io/pod-index"], "immutable": false},
+	"DaemonSet": {"groups": ["apps", "extensions"], "template": ["spec", "template"], "at": "$.spec.template", "keys": ["controller-revision-hash", "pod-template-generation"], "immutable": false},
+	"ReplicaSet": {"groups": ["apps", "extensions"], "template": ["spec", "template"], "at": "$.spec.template", "keys": [], "immutable": false},
+	"ReplicationController": {"groups": [""], "template": ["spec", "template"], "at": "$.spec.template", "keys": [], "immutable": false},
+	"Job": {"groups": ["batch"], "template": ["spec", "template"], "at": "$.spec.template", "keys": job_keys, "immutable": true},
+	"CronJob": {"groups": ["batch"], "template": ["spec", "jobTemplate", "spec", "template"], "at": "$.spec.jobTemplate.spec.template", "keys": job_keys, "immutable": false},
 }
 
 # --- small helpers ---
@@ -59,6 +77,21 @@ api_group(api_version) := g if {
 	g := concat("/", array.slice(parts, 0, count(parts) - 1))
 } else := ""
 
+# The object's kind and API version; the request's when the object omits them.
+obj_kind := k if {
+	k := get(obj, ["kind"], "")
+	k != ""
+} else := get(review, ["kind", "kind"], "")
+
+obj_api_version := v if {
+	v := get(obj, ["apiVersion"], "")
+	v != ""
+} else := v if {
+	g := get(review, ["kind", "group"], "")
+	g != ""
+	v := concat("/", [g, get(review, ["kind", "version"], "")])
+} else := get(review, ["kind", "version"], "")
+
 own_namespace := ns if {
 	ns := get(obj, ["metadata", "namespace"], "")
 	ns != ""
@@ -75,22 +108,25 @@ rank(key) := i if {
 # --- pod sources ---
 
 sources contains src if {
-	w := workloads[obj.kind]
-	w.group == api_group(obj.apiVersion)
-	holder := template_of(w)
+	is_object(obj)
+	w := workloads[obj_kind]
+	api_group(obj_api_version) in w.groups
+	holder := template_of(obj, w)
 	src := {
 		"namespace": own_namespace,
 		"labels": get(holder, ["metadata", "labels"], {}),
 		"affinity": get(holder, ["spec", "affinity"], null),
 		"at": concat("", [w.at, ".spec.affinity"]),
 		"keys": w.keys,
+		"unchanged": template_unchanged(w),
 	}
 }
 
 sources contains src if {
+	is_object(obj)
 	some t in get(params, ["valueTargets"], [])
-	t.apiVersion == obj.apiVersion
-	t.kind == obj.kind
+	t.apiVersion == obj_api_version
+	t.kind == obj_kind
 	target_named(t)
 	src := {
 		"namespace": target_namespace(t),
@@ -98,12 +134,77 @@ sources contains src if {
 		"affinity": get(obj, t.affinityKeys, null),
 		"at": t.affinityPath,
 		"keys": [],
+		"unchanged": target_unchanged(t),
 	}
 }
 
-template_of(w) := obj if {
+template_of(o, w) := o if {
 	count(w.template) == 0
-} else := get(obj, w.template, {})
+} else := get(o, w.template, {})
+
+# --- the lifecycle ---
+
+deleting if get(obj, ["metadata", "deletionTimestamp"], null) != null
+
+is_pod if {
+	obj_kind == "Pod"
+	api_group(obj_api_version) == ""
+}
+
+mirror_pod if {
+	is_pod
+	get(obj, ["metadata", "annotations", "kubernetes.io/config.mirror"], null) != null
+}
+
+# What an UPDATE is compared on: the whole pod template (any change rolls the pods out
+# anyway), or for a template that cannot change only what apart judges.
+compared(o, w) := t if {
+	not w.immutable
+	count(w.template) > 0
+	t := get(o, w.template, null)
+	t != null
+} else := {"labels": get(t, ["metadata", "labels"], null), "affinity": get(t, ["spec", "affinity"], null)} if {
+	w.immutable
+	count(w.template) > 0
+	t := get(o, w.template, null)
+	t != null
+}
+
+template_unchanged(w) := true if {
+	operation == "UPDATE"
+	old != null
+	compared(obj, w) == compared(old, w)
+} else := false
+
+target_unchanged(t) := true if {
+	operation == "UPDATE"
+	old != null
+	object.get(obj, t.affinityKeys, null) == object.get(old, t.affinityKeys, null)
+	same_namespace(t)
+} else := false
+
+same_namespace(t) if not t.namespaceKeys
+
+same_namespace(t) if object.get(obj, t.namespaceKeys, null) == object.get(old, t.namespaceKeys, null)
+
+# Requests whose findings do not deny.
+lets_through(_) if operation in {"DELETE", "CONNECT"}
+
+lets_through(_) if get(review, ["subResource"], "") != ""
+
+lets_through(_) if deleting
+
+lets_through(_) if mirror_pod
+
+lets_through(_) if {
+	operation == "UPDATE"
+	is_pod
+}
+
+lets_through(src) if {
+	src.unchanged
+	get(params, ["existingViolations"], "allow") != "deny"
+}
 
 target_named(t) if not t.name
 
@@ -685,6 +786,7 @@ findings(src) := [{"code": "invalid-affinity", "path": u.path, "msg": concat("",
 violation contains {"msg": msg, "details": {"code": f.code, "path": f.path}} if {
 	some src in sources
 	is_subject(src)
+	not lets_through(src)
 	some f in findings(src)
 	msg := sprintf("[%s] %s at %s: %s", [f.code, params.policy, f.path, f.msg])
 }
