@@ -43,8 +43,12 @@ spec:
 /// A Deployment as charts render them: labels, a replica spread, probes, resources; every
 /// other one a subject of the rule, every third of those with a namespace-blind peer term.
 fn workload(i: usize) -> String {
-    let critical = if i % 2 == 0 { "critical" } else { "web" };
-    let peer_term = if i % 6 == 0 {
+    let critical = if i.is_multiple_of(2) {
+        "critical"
+    } else {
+        "web"
+    };
+    let peer_term = if i.is_multiple_of(6) {
         "          - weight: 100
             podAffinityTerm:
               labelSelector:

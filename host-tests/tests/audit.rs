@@ -230,7 +230,7 @@ fn cli_audit_exit_codes_and_outputs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        err.contains("tests/cases/audit-bad-cluster/cluster.yaml:11:15: cannot read the cluster snapshot: $.items[1].metadata.labels"),
+        err.contains("tests/cases/audit-bad-cluster/cluster.yaml:11:7: cannot read the cluster snapshot: $.items[1].metadata.labels"),
         "{err}"
     );
     // Malformed JSON from stdin.

@@ -203,7 +203,7 @@ fn apart_run_replays_host_capability_interactions() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("session.yaml:3:5:")
+        stderr.contains("session.yaml:2:3:")
             && stderr.contains("request type DNSLookupHost is not replayed by apart"),
         "{stderr}"
     );

@@ -210,7 +210,7 @@ fn near(term: &Selector, peers: &Selector) -> bool {
 fn typo(a: &str, b: &str) -> bool {
     let d = edit_distance(a, b);
     let longer = a.chars().count().max(b.chars().count());
-    d >= 1 && d <= 2 && 3 * d <= longer
+    (1..=2).contains(&d) && 3 * d <= longer
 }
 
 /// Optimal string alignment distance (Levenshtein with adjacent swaps).

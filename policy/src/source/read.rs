@@ -360,7 +360,7 @@ impl Documents<'_> {
                             return Ok(None);
                         };
                         current.insert(Builder::new(
-                            Source::Yaml(YamlEvents::new(self.text, chunk)),
+                            Source::Yaml(Box::new(YamlEvents::new(self.text, chunk))),
                             self.index,
                         ))
                     }
@@ -434,7 +434,10 @@ fn read_tabbed_chunk(
             range: 0..patched.len(),
             line: 1,
         };
-        let mut builder = Builder::new(Source::Yaml(YamlEvents::new(&patched, local)), index);
+        let mut builder = Builder::new(
+            Source::Yaml(Box::new(YamlEvents::new(&patched, local))),
+            index,
+        );
         let mut documents = Vec::new();
         let failed = loop {
             match builder.next_document() {
@@ -1058,7 +1061,8 @@ impl<'a> JsonEvents<'a> {
 }
 
 enum Source<'a> {
-    Yaml(YamlEvents<'a>),
+    /// Boxed: the parser's state is large, and the builder moves the source around.
+    Yaml(Box<YamlEvents<'a>>),
     Json(JsonEvents<'a>),
 }
 

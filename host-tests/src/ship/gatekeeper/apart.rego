@@ -17,9 +17,11 @@
 # each peer group, some valid podAntiAffinity term must cover every peer (selector
 # implication), see every peer namespace (no namespaces and no namespaceSelector = the pod's
 # own namespace only), separate the rule's failure domain and be at least as strong as the
-# rule. Otherwise the closest related term is diagnosed (selector-mismatch, namespace-blind,
-# topology-mismatch, too-weak), or the term is missing (missing-anti-affinity). Affinity the
-# API server would reject is invalid-affinity.
+# rule. Otherwise the closest term meant for the peers (it selects them; or, not spreading
+# the pod's own replicas, it names their namespace, is a slip of their selector, or selects
+# only peers) is diagnosed: selector-mismatch alone when it does not select them, else
+# namespace-blind, topology-mismatch, too-weak; without one the term is missing
+# (missing-anti-affinity). Affinity the API server would reject is invalid-affinity.
 #
 # As in the engine at admission, a namespaceSelector is known to select a namespace only
 # through its kubernetes.io/metadata.name label. Known gaps against the engine (see
@@ -678,24 +680,175 @@ is_required(term) := true if term.weight == null
 
 else := false
 
-related(src, t, g) if covers(src, t, g)
+# --- whether a term is meant for the peers (the engine's rules/judge.rs) ---
 
-related(_, t, _) if null_selector(t)
-
-related(src, t, g) if {
-	tkeys := {r.key | some r in term_requirements(src, t)}
-	some r in requirements(g.labelSelector)
-	r.key in tkeys
+# Its own selector (without matchLabelKeys, which only narrow it to one revision) selects the
+# pod's own replicas in the pod's own namespace: a replica spread, not a peer term.
+spreads_replicas(src, t) if {
+	not null_selector(t)
+	selector_matches(t.labelSelector, src.labels)
+	scope_includes(src, t, src.namespace)
 }
 
-related(_, t, g) if {
+# Its namespace scope names a namespace the peers run in.
+names_peers(_, t, g) if {
 	not own_only(t)
 	some n in get(g, ["namespaces"], [])
 	n in get(t, ["namespaces"], [])
 }
 
-defects(src, term, g) := {c |
-	some c in ["selector-mismatch", "namespace-blind", "topology-mismatch", "too-weak"]
+names_peers(_, t, g) if {
+	s := get(t, ["namespaceSelector"], null)
+	s != null
+	some n in get(g, ["namespaces"], [])
+	n in possible(requirements(s), name_label)
+}
+
+# Its selector is one slip from the peers': the same requirements but one, whose operator is
+# turned around, or whose key or one value is a typo away.
+near_peers(t, g) if {
+	ts := requirements(t.labelSelector)
+	gs := requirements(g.labelSelector)
+	count(ts) == count(gs)
+	only_t := [r | some r in ts; not r in gs]
+	only_g := [r | some r in gs; not r in ts]
+	count(only_t) == 1
+	count(only_g) == 1
+	slip(only_t[0], only_g[0])
+}
+
+flipped := {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
+
+slip(a, b) if {
+	a.key == b.key
+	{v | some v in a.values} == {v | some v in b.values}
+	flipped[a.op] == b.op
+}
+
+slip(a, b) if {
+	a.op == b.op
+	{v | some v in a.values} == {v | some v in b.values}
+	typo(a.key, b.key)
+}
+
+slip(a, b) if {
+	a.op == b.op
+	a.key == b.key
+	va := {v | some v in a.values} - {v | some v in b.values}
+	vb := {v | some v in b.values} - {v | some v in a.values}
+	count(va) == 1
+	count(vb) == 1
+	some x in va
+	some y in vb
+	typo(x, y)
+}
+
+# Two words a typo apart: one or two edits (insertions, deletions, substitutions, swaps of
+# neighbours), at most a third of the longer word.
+typo(a, b) if {
+	a != b
+	within_one(a, b)
+	3 <= max([count(a), count(b)])
+}
+
+typo(a, b) if {
+	not within_one(a, b)
+	within_two(a, b)
+	6 <= max([count(a), count(b)])
+}
+
+prefix_len(a, b) := max({i |
+	some i in numbers.range(0, min([count(a), count(b)]))
+	substring(a, 0, i) == substring(b, 0, i)
+})
+
+rest(s, n) := "" if n >= count(s)
+
+else := substring(s, n, -1)
+
+first(s, n) := substring(s, n, 1)
+
+# The edit distance (with swaps) of a and b is at most one: after their common prefix, one
+# edit at the first difference leaves the same string.
+within_one(a, b) if a == b
+
+within_one(a, b) if {
+	p := prefix_len(a, b)
+	one_edit(rest(a, p), rest(b, p))
+}
+
+one_edit(x, y) if rest(x, 1) == y
+
+one_edit(x, y) if x == rest(y, 1)
+
+one_edit(x, y) if {
+	count(x) > 0
+	count(y) > 0
+	rest(x, 1) == rest(y, 1)
+}
+
+one_edit(x, y) if {
+	count(x) >= 2
+	count(y) >= 2
+	first(x, 0) == first(y, 1)
+	first(x, 1) == first(y, 0)
+	rest(x, 2) == rest(y, 2)
+}
+
+# At most two: one edit at the first difference, then at most one more.
+within_two(a, b) if {
+	p := prefix_len(a, b)
+	x := rest(a, p)
+	y := rest(b, p)
+	some pair in first_edits(x, y)
+	within_one(pair[0], pair[1])
+}
+
+first_edits(x, y) := array.concat(
+	array.concat([[rest(x, 1), y] | count(x) > 0], [[x, rest(y, 1)] | count(y) > 0]),
+	array.concat(
+		[[rest(x, 1), rest(y, 1)] | count(x) > 0; count(y) > 0],
+		[[rest(x, 2), rest(y, 2)] |
+			count(x) >= 2
+			count(y) >= 2
+			first(x, 0) == first(y, 1)
+			first(x, 1) == first(y, 0)
+		],
+	),
+)
+
+# It selects only peers: the peers' selector and more.
+aims_at_some_peers(t, g) if {
+	not null_selector(t)
+	gs := requirements(t.labelSelector)
+	satisfiable(gs)
+	implies(gs, requirements(g.labelSelector))
+}
+
+meant_for_peers(src, t, g) if covers(src, t, g)
+
+meant_for_peers(src, t, g) if {
+	not spreads_replicas(src, t)
+	names_peers(src, t, g)
+}
+
+meant_for_peers(src, t, g) if {
+	not spreads_replicas(src, t)
+	not null_selector(t)
+	near_peers(t, g)
+}
+
+meant_for_peers(src, t, g) if {
+	not spreads_replicas(src, t)
+	aims_at_some_peers(t, g)
+}
+
+# A term that does not select the peers gets one finding, its selector; one that does, a
+# finding per field that falls short.
+defects(src, term, g) := {"selector-mismatch"} if not covers(src, term.term, g)
+
+else := {c |
+	some c in ["namespace-blind", "topology-mismatch", "too-weak"]
 	defect(c, src, term, g)
 }
 
@@ -728,11 +881,10 @@ defect_message("too-weak", _) := msg if {
 	msg := "the term is preferred, but the rule requires it: move it to requiredDuringSchedulingIgnoredDuringExecution"
 } else := sprintf("the term's weight is below the rule's: set weight: %v", [params.weight])
 
-# The related terms (those that share a label key with the peers, name their namespace, cover
-# them, or have a null selector) with their defects.
-judged(src, g) := [{"index": i, "term": term, "codes": defects(src, term, g), "related": true} |
+# The terms meant for the peers, with their defects.
+judged(src, g) := [{"index": i, "term": term, "codes": defects(src, term, g)} |
 	some i, term in valid_anti_terms(src)
-	related(src, term.term, g)
+	meant_for_peers(src, term.term, g)
 ]
 
 satisfied(src, g) if {
@@ -740,7 +892,7 @@ satisfied(src, g) if {
 	count(defects(src, term, g)) == 0
 }
 
-# The closest related term (fewest defects, first in order) and its findings.
+# The closest term meant for the peers (fewest defects, first in order) and its findings.
 group_findings(src, g) := fs if {
 	js := judged(src, g)
 	count(js) > 0
