@@ -167,7 +167,9 @@ pub(crate) struct SpreadPod<'p> {
 /// its taints?
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NodeFit {
+    /// The node matches the pod's `nodeSelector` and required node affinity.
     pub affinity: bool,
+    /// The node has no `NoSchedule`/`NoExecute` taint the pod does not tolerate.
     pub taints: bool,
 }
 
