@@ -467,14 +467,14 @@ fn spread_problems(
             ),
         );
     }
+    // `ValidateTopologyKey` only requires a key: unlike an affinity term's, a malformed one
+    // is accepted (and matches no node label).
     if c.topology_key.is_empty() {
         report(
             at.name("topologyKey"),
             "topologyKey is required: name the node label of the domains, e.g. topology.kubernetes.io/zone"
                 .to_owned(),
         );
-    } else if let Err(m) = names::label_key(&c.topology_key) {
-        report(at.name("topologyKey"), m);
     }
     if !matches!(
         c.when_unsatisfiable.as_str(),
@@ -786,6 +786,13 @@ mod tests {
 
     #[test]
     fn validation_follows_the_api_server() {
+        let lenient = spec(
+            r#"{"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "not a label key!", "whenUnsatisfiable": "DoNotSchedule"}]}"#,
+        );
+        assert!(
+            lenient.problems(&JsonPath::root()).is_empty(),
+            "the API server accepts any non-empty topologyKey"
+        );
         let s = spec(
             r#"{"topologySpreadConstraints": [
                 {"maxSkew": 0, "topologyKey": "", "whenUnsatisfiable": "Maybe"},
