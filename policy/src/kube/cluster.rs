@@ -229,11 +229,15 @@ impl Cluster {
     /// The pods kube-scheduler counts, with their node: bound, not terminated, on a node of
     /// the snapshot.
     pub fn placed(&self) -> impl Iterator<Item = (&ClusterPod, &Node)> {
+        self.placed_at().map(|(p, _, node)| (p, node))
+    }
+
+    /// [`Cluster::placed`], with each node's position in [`Cluster::nodes`] (one lookup per
+    /// pod, not two).
+    pub fn placed_at(&self) -> impl Iterator<Item = (&ClusterPod, usize, &Node)> {
         self.pods.iter().filter(|p| p.is_placed()).filter_map(|p| {
-            p.node_name
-                .as_deref()
-                .and_then(|n| self.node(n))
-                .map(|node| (p, node))
+            let at = p.node_name.as_deref().and_then(|n| self.node_position(n))?;
+            self.nodes.get(at).map(|node| (p, at, node))
         })
     }
 }

@@ -677,14 +677,12 @@ pub fn simulate(
             .is_some_and(|n| n == p.name && pod.namespace == p.namespace)
     };
     let placed: Vec<Placed<'_>> = cluster
-        .placed()
-        .filter(|(p, _)| !is_self(p))
-        .filter_map(|(pod, node)| {
-            cluster.node_position(&node.name).map(|position| Placed {
-                pod,
-                node,
-                position,
-            })
+        .placed_at()
+        .filter(|(p, _, _)| !is_self(p))
+        .map(|(pod, position, node)| Placed {
+            pod,
+            node,
+            position,
         })
         .collect();
     // Their terms: replicas share one affinity, so each distinct one compiles once.
