@@ -116,8 +116,9 @@ enum Command {
     /// Where the live cluster runs subjects and peers on one failure domain, and what each
     /// domain's loss takes down together (exit 1 when a rule is violated).
     Audit(apart_host::commands::audit::AuditArgs),
-    /// What kube-scheduler's InterPodAffinity plugin decides for a pod on a cluster snapshot:
-    /// feasible nodes, why the others are not, normalized scores (exit 1 when none is feasible).
+    /// What kube-scheduler's InterPodAffinity and PodTopologySpread plugins decide for a pod on
+    /// a cluster snapshot: feasible nodes, why the others are not, normalized scores (exit 1
+    /// when none is feasible).
     Simulate(apart_host::commands::simulate::SimulateArgs),
     /// Push a policy module to an OCI registry as kwctl does; prints the manifest digest.
     ///

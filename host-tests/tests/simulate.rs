@@ -5,7 +5,10 @@
 //! may also hold `expected-simulate.txt`, the text output.
 //!
 //! Every case runs through the host library, and again through the built binary, whose
-//! stdout must equal the golden file byte for byte and whose exit code must match it.
+//! stdout must equal the golden file byte for byte and whose exit code must match it. The
+//! `simulate-spread-*` cases (PodTopologySpread) each hold a `README.md` naming the upstream
+//! kube-scheduler test or code they follow and the result derived by hand, which the goldens
+//! were reviewed against.
 //! `APART_BLESS=1` rewrites the golden files from the library's output, for review.
 
 mod support;
@@ -187,6 +190,24 @@ fn binary_agrees_with_the_goldens() {
         }
     }
     assert_no_failures(&failures);
+}
+
+/// Each PodTopologySpread case says where its expectation comes from.
+#[test]
+fn spread_cases_cite_their_upstream_scenario() {
+    let dirs = case_dirs("cases", named("simulate-spread-"));
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
+        if !readme.contains("kubernetes/kubernetes") || !readme.contains("Expected") {
+            failures.push(format!(
+                "{}: README.md must cite the upstream scenario and give the expected result",
+                dir.display()
+            ));
+        }
+    }
+    assert_no_failures(&failures);
+    assert!(dirs.len() >= 20, "only {} spread cases", dirs.len());
 }
 
 /// kube-scheduler accepts hardPodAffinityWeight 0 to 100; so does the command line.

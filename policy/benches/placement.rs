@@ -1,6 +1,7 @@
-//! Placement on cluster snapshots: `apart simulate` (the InterPodAffinity plugin) and
-//! `apart audit` (co-located subjects and peers, blast radius) at three sizes, and the cost of
-//! reading the snapshot they run on.
+//! Placement on cluster snapshots: `apart simulate` (the InterPodAffinity plugin, and with a
+//! second pod that has topology spread constraints, PodTopologySpread too) and `apart audit`
+//! (co-located subjects and peers, blast radius) at three sizes, and the cost of reading the
+//! snapshot they run on.
 //!
 //! `cargo bench -p apart-policy --bench placement` prints a table. Snapshots come from
 //! [`generate`]: nodes spread over 3 regions × 3 zones, 30 pods per node in 60 namespaces,
@@ -136,6 +137,18 @@ const INCOMING: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata"
    "preferredDuringSchedulingIgnoredDuringExecution":[{"weight":20,"podAffinityTerm":{"topologyKey":"topology.kubernetes.io/region","labelSelector":{"matchExpressions":[{"key":"app","operator":"In","values":["app-8","app-9"]}]},"namespaces":["ns-8","ns-9"]}}]}
 }}}}}"#;
 
+/// The same workload with topology spread constraints as well: a hard one over zones (its
+/// own replicas, tolerating taints as the scheduler counts them) and a soft one over hosts
+/// (its tier, in its namespace).
+const INCOMING_SPREAD: &str = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"app-7","namespace":"ns-7"},
+"spec":{"template":{"metadata":{"labels":{"app":"app-7","tier":"tier-1"}},"spec":{
+ "topologySpreadConstraints":[
+   {"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"app":"app-7"}},"nodeTaintsPolicy":"Honor"},
+   {"maxSkew":2,"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"ScheduleAnyway","labelSelector":{"matchLabels":{"tier":"tier-1"}}}],
+ "affinity":{"podAntiAffinity":{
+   "requiredDuringSchedulingIgnoredDuringExecution":[{"topologyKey":"kubernetes.io/hostname","labelSelector":{"matchLabels":{"app":"app-7"}}}]}}
+}}}}"#;
+
 /// Rules for the audit: one app kept off the hosts of one tier (a hostname rule), and a
 /// hundred apps kept out of the zones of another app's pods in any namespace (a zone rule),
 /// so that about 4% of the pods are subjects or peers.
@@ -165,13 +178,14 @@ spec:
 
 fn main() {
     let pod = IncomingPod::from_json(INCOMING.as_bytes()).expect("incoming pod");
+    let spread_pod = IncomingPod::from_json(INCOMING_SPREAD.as_bytes()).expect("spread pod");
     let options = Options::default();
     let mut policies = PolicySet::default();
     policies
         .parse_into(POLICIES, "bench.yaml")
         .expect("bench policies");
     println!(
-        "{:>6} {:>8} {:>8} {:>10} {:>9} {:>12} {:>7} {:>9} {:>9} {:>10}",
+        "{:>6} {:>8} {:>8} {:>10} {:>9} {:>12} {:>7} {:>9} {:>10} {:>9} {:>9} {:>10}",
         "nodes",
         "pods",
         "JSON MB",
@@ -179,6 +193,8 @@ fn main() {
         "parse ms",
         "simulate ms",
         "ns/pod",
+        "feasible",
+        "spread ms",
         "feasible",
         "audit ms",
         "violations"
@@ -197,19 +213,25 @@ fn main() {
         let run = measure(Duration::from_secs(3), 5, || {
             black_box(simulate::simulate(&cluster, black_box(&pod), &options, None).ok());
         });
+        let spread = simulate::simulate(&cluster, &spread_pod, &options, None).expect("spread");
+        let spread_run = measure(Duration::from_secs(3), 5, || {
+            black_box(simulate::simulate(&cluster, black_box(&spread_pod), &options, None).ok());
+        });
         let report = audit::audit(&policies, &cluster);
         let audited = measure(Duration::from_secs(3), 3, || {
             black_box(audit::audit(black_box(&policies), &cluster));
         });
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "{nodes:>6} {pods:>8} {:>8.1} {:>10.1} {:>9.1} {:>12.1} {:>7.0} {:>9} {:>9.1} {:>10}",
+            "{nodes:>6} {pods:>8} {:>8.1} {:>10.1} {:>9.1} {:>12.1} {:>7.0} {:>9} {:>10.1} {:>9} {:>9.1} {:>10}",
             json.len() as f64 / 1e6,
             ms(floor),
             ms(parse),
             ms(run),
             run.as_secs_f64() * 1e9 / pods as f64,
             result.feasible_nodes.len(),
+            ms(spread_run),
+            spread.feasible_nodes.len(),
             ms(audited),
             report.violations.len()
         );

@@ -1,5 +1,5 @@
-//! `apart simulate`: what kube-scheduler's InterPodAffinity plugin decides for one pod on a
-//! cluster snapshot.
+//! `apart simulate`: what kube-scheduler's InterPodAffinity and PodTopologySpread plugins
+//! decide for one pod on a cluster snapshot.
 //!
 //! The engine (`apart_policy::placement::simulate`) decides; this module reads the inputs (the snapshot
 //! through [`crate::commands::audit::read_cluster`], so both commands accept and refuse the same files;
@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use apart_policy::kube::affinity::AffinityProblem;
 use apart_policy::kube::cluster::Cluster;
-use apart_policy::placement::simulate::{self, IncomingPod, Options, SimulateError, Simulation};
+use apart_policy::placement::simulate::{
+    self, IncomingPod, Options, Reason, SimulateError, Simulation,
+};
 use apart_policy::source::read;
 
 use crate::commands::check::Policies;
@@ -27,7 +29,9 @@ use crate::manifests::{self, Source};
 pub enum SimulateFormat {
     /// A table, one row per node, with why a node is ruled out.
     Text,
-    /// `{"feasible_nodes", "scores", "raw_scores", "infeasible", "chosen_node", ...}`.
+    /// `{"feasible_nodes", "scores", "raw_scores", "infeasible", "chosen_node", ...}`, with
+    /// `spread`, `spread_scores`, `spread_raw_scores` and `combined_scores` for a pod with
+    /// topology spread constraints.
     Json,
 }
 
@@ -113,7 +117,8 @@ pub fn decide(
 ) -> Result<Simulation, Diagnostic> {
     let set = policies.map(|p| p.set.policies());
     simulate::simulate(cluster, &pod.pod, options, set).map_err(|e| match e {
-        SimulateError::InvalidAffinity { problems } => pod.located(&problems),
+        SimulateError::InvalidAffinity { problems } => pod.located(&problems, AFFINITY),
+        SimulateError::InvalidScheduling { problems } => pod.located(&problems, SCHEDULING),
         other => Diagnostic::Usage(other.to_string()),
     })
 }
@@ -129,10 +134,14 @@ pub struct PodInput {
 }
 
 impl PodInput {
-    fn located(&self, problems: &[AffinityProblem]) -> Diagnostic {
-        affinity_error(&self.source, self.document, self.start, problems)
+    fn located(&self, problems: &[AffinityProblem], what: &str) -> Diagnostic {
+        refusal(&self.source, self.document, self.start, problems, what)
     }
 }
+
+/// What the API server refuses, for the messages.
+const AFFINITY: &str = "this pod's affinity";
+const SCHEDULING: &str = "this pod's scheduling fields";
 
 fn input_error(source: &Source, position: read::Position, message: String) -> Diagnostic {
     Diagnostic::Input {
@@ -143,13 +152,14 @@ fn input_error(source: &Source, position: read::Position, message: String) -> Di
     }
 }
 
-/// Affinity problems, at the first one's line (the document's start in JSON, which has no
-/// line index).
-fn affinity_error(
+/// Problems the API server would refuse the pod for, at the first one's line (the
+/// document's start in JSON, which has no line index).
+fn refusal(
     source: &Source,
     document: usize,
     start: read::Position,
     problems: &[AffinityProblem],
+    what: &str,
 ) -> Diagnostic {
     let position = problems
         .first()
@@ -168,7 +178,7 @@ fn affinity_error(
     input_error(
         source,
         position,
-        format!("the API server would reject this pod's affinity: {message}"),
+        format!("the API server would reject {what}: {message}"),
     )
 }
 
@@ -211,7 +221,10 @@ pub fn read_pod(path: &Path) -> Result<PodInput, Diagnostic> {
             start,
         }),
         Err(SimulateError::InvalidAffinity { problems }) => {
-            Err(affinity_error(&source, document, start, &problems))
+            Err(refusal(&source, document, start, &problems, AFFINITY))
+        }
+        Err(SimulateError::InvalidScheduling { problems }) => {
+            Err(refusal(&source, document, start, &problems, SCHEDULING))
         }
         Err(e) => Err(at(start, e.to_string())),
     }
@@ -224,18 +237,52 @@ pub fn json(simulation: &Simulation) -> String {
     text
 }
 
-/// The text output: a table of every node, then the chosen node and the policies' verdicts.
+/// The text output: a table of every node, then the spread constraints (for a pod that has
+/// some), the chosen node and the policies' verdicts.
 pub fn text(s: &Simulation) -> String {
     let mut names: Vec<&String> = s.scores.keys().chain(s.infeasible.keys()).collect();
     names.sort();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(4);
+    let spread = s.spread.is_some();
     let mut out = String::new();
-    let _ = writeln!(out, "{:<width$}  FEASIBLE  SCORE    RAW  WHY NOT", "NODE");
+    if spread {
+        let _ = writeln!(
+            out,
+            "{:<width$}  FEASIBLE  AFFINITY    RAW  SPREAD    RAW  TOTAL  WHY NOT",
+            "NODE"
+        );
+    } else {
+        let _ = writeln!(out, "{:<width$}  FEASIBLE  SCORE    RAW  WHY NOT", "NODE");
+    }
+    let ignored = |name: &str| {
+        s.spread
+            .as_ref()
+            .is_some_and(|sp| sp.ignored_nodes.iter().any(|n| n == name))
+    };
     for name in names {
         match (s.scores.get(name), s.infeasible.get(name)) {
             (Some(score), _) => {
                 let raw = s.raw_scores.get(name).copied().unwrap_or_default();
-                let _ = writeln!(out, "{name:<width$}  yes       {score:>5}  {raw:>5}");
+                if spread {
+                    let cell = |m: &Option<std::collections::BTreeMap<String, i64>>| {
+                        m.as_ref()
+                            .and_then(|m| m.get(name))
+                            .map_or_else(|| "-".to_owned(), i64::to_string)
+                    };
+                    let spread_raw = if ignored(name) {
+                        "ign".to_owned()
+                    } else {
+                        cell(&s.spread_raw_scores)
+                    };
+                    let total = cell(&s.combined_scores);
+                    let _ = writeln!(
+                        out,
+                        "{name:<width$}  yes       {score:>8}  {raw:>5}  {:>6}  {spread_raw:>5}  {total:>5}",
+                        cell(&s.spread_scores)
+                    );
+                } else {
+                    let _ = writeln!(out, "{name:<width$}  yes       {score:>5}  {raw:>5}");
+                }
             }
             (None, Some(why)) => {
                 let domain = match &why.topology_value {
@@ -246,31 +293,122 @@ pub fn text(s: &Simulation) -> String {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
+                let dashes = if spread {
+                    "       -      -       -      -      -"
+                } else {
+                    "    -      -"
+                };
                 let _ = writeln!(
                     out,
-                    "{name:<width$}  no            -      -  {reason} ({domain})"
+                    "{name:<width$}  no        {dashes}  {reason} ({domain})"
                 );
                 let _ = writeln!(out, "{:width$}    {}", "", why.message);
-                let _ = writeln!(out, "{:width$}    term: {}", "", why.term);
+                let what = match why.reason {
+                    Reason::PodTopologySpread | Reason::PodTopologySpreadMissingLabel => {
+                        "constraint"
+                    }
+                    _ => "term",
+                };
+                let _ = writeln!(out, "{:width$}    {what}: {}", "", why.term);
             }
             (None, None) => {}
         }
     }
+    if let Some(sp) = &s.spread {
+        let _ = writeln!(out, "\ntopology spread constraints:");
+        for c in &sp.constraints {
+            let min_domains = c
+                .min_domains
+                .map(|m| format!("minDomains {m}, "))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} {} {} maxSkew {} ({min_domains}nodeAffinityPolicy {}, nodeTaintsPolicy {})",
+                c.constraint,
+                c.when_unsatisfiable,
+                c.topology_key,
+                c.max_skew,
+                c.node_affinity_policy,
+                c.node_taints_policy
+            );
+            let itself = if c.self_match {
+                "the pod matches it itself"
+            } else {
+                "the pod does not match it itself"
+            };
+            let _ = writeln!(out, "    selector: {}; {itself}", c.selector);
+            let counts = if c.matching_pods.is_empty() {
+                "none".to_owned()
+            } else {
+                c.matching_pods
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match (c.global_min, c.topology_weight) {
+                (Some(min), _) => {
+                    let _ = writeln!(
+                        out,
+                        "    matching pods per eligible domain: {counts}; global minimum {min}"
+                    );
+                }
+                (None, Some(w)) => {
+                    let per = if c.topology_key == apart_policy::placement::spread::HOSTNAME {
+                        "scored node"
+                    } else {
+                        "domain of a scored node"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "    matching pods per {per}: {counts}; topology weight {w:.3}"
+                    );
+                }
+                (None, None) => {
+                    let _ = writeln!(out, "    not scored: no node passes the filters");
+                }
+            }
+        }
+        if !sp.ignored_nodes.is_empty() {
+            let _ = writeln!(
+                out,
+                "  ignored by the spread score (a ScheduleAnyway topology key is missing): {}",
+                sp.ignored_nodes.join(", ")
+            );
+        }
+    }
+    // The ranking: the combined score with spreading, InterPodAffinity's alone without.
+    let ranking = s.combined_scores.as_ref().unwrap_or(&s.scores);
     match &s.chosen_node {
         Some(node) => {
-            let best = s.scores.get(node).copied().unwrap_or_default();
-            let tied: Vec<&str> = s
-                .scores
+            let best = ranking.get(node).copied().unwrap_or_default();
+            let tied: Vec<&str> = ranking
                 .iter()
                 .filter(|(n, score)| **score == best && *n != node)
                 .map(|(n, _)| n.as_str())
                 .collect();
+            let what = if spread {
+                let affinity = s.scores.get(node).copied().unwrap_or_default();
+                let spreading = s
+                    .spread_scores
+                    .as_ref()
+                    .and_then(|m| m.get(node))
+                    .copied()
+                    .unwrap_or_default();
+                format!(
+                    "total {best} = {} × {affinity} InterPodAffinity + {} × {spreading} PodTopologySpread",
+                    simulate::INTER_POD_AFFINITY_WEIGHT,
+                    simulate::POD_TOPOLOGY_SPREAD_WEIGHT
+                )
+            } else {
+                format!("score {best}")
+            };
             let _ = if tied.is_empty() {
-                writeln!(out, "\nchosen: {node} (score {best})")
+                writeln!(out, "\nchosen: {node} ({what})")
             } else {
                 writeln!(
                     out,
-                    "\nchosen: {node} (score {best}, tied with {}: the first name is taken; kube-scheduler picks among ties at random, after adding other plugins' scores)",
+                    "\nchosen: {node} ({what}, tied with {}: the first name is taken; kube-scheduler picks among ties at random, after adding other plugins' scores)",
                     tied.join(", ")
                 )
             };

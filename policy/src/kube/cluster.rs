@@ -1,9 +1,10 @@
 //! A cluster snapshot: what `kubectl get nodes,pods,namespaces -A -o json` prints (a
 //! `v1/List`, or a `NodeList`/`PodList`/`NamespaceList`), read leanly.
 //!
-//! Only what inter-pod affinity needs is kept: node names and labels, namespace labels, and
-//! for pods their namespace, labels, node, phase and affinity. Everything else is skipped by
-//! the JSON reader, so a 150,000-pod snapshot reads in one pass without building a tree.
+//! Only what placement needs is kept: node names, labels and taints, namespace labels, and
+//! for pods their namespace, labels, node, phase, whether they are terminating, and affinity.
+//! Everything else is skipped by the JSON reader, so a 150,000-pod snapshot reads in one pass
+//! without building a tree.
 //!
 //! kube-scheduler's cache holds the pods bound to a node that have not terminated
 //! (`spec.nodeName` set, `status.phase` neither `Succeeded` nor `Failed`); [`Cluster::placed`]
@@ -13,9 +14,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::error::ObjectError;
 use crate::kube::affinity::{Affinity, NamespaceFacts};
+use crate::kube::scheduling::Taint;
 use crate::source::path::JsonPath;
 
 /// A node of the snapshot.
@@ -25,6 +28,8 @@ pub struct Node {
     pub name: String,
     /// `metadata.labels` (topology labels live here).
     pub labels: BTreeMap<String, String>,
+    /// `spec.taints`.
+    pub taints: Vec<Taint>,
 }
 
 impl Node {
@@ -47,6 +52,9 @@ pub struct ClusterPod {
     pub node_name: Option<String>,
     /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`).
     pub phase: Option<String>,
+    /// `metadata.deletionTimestamp` is set: the pod is being deleted. It still runs, and
+    /// inter-pod affinity still sees it; topology spreading does not count it.
+    pub terminating: bool,
     /// `spec.affinity` (only its inter-pod parts are read).
     pub affinity: Option<Affinity>,
     /// Where the pod is in the snapshot (`$.items[i]`), for messages.
@@ -89,6 +97,9 @@ struct MetaView {
     namespace: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    /// Only whether it is set matters.
+    #[serde(default, rename = "deletionTimestamp")]
+    deletion_timestamp: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -98,6 +109,9 @@ struct PodSpecView {
     node_name: Option<String>,
     #[serde(default)]
     affinity: Option<Affinity>,
+    /// A Node's.
+    #[serde(default)]
+    taints: Option<Vec<Taint>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,7 +121,8 @@ struct StatusView {
 }
 
 /// One item of the list. Node and Namespace specs carry neither `nodeName` nor
-/// `affinity`, so one lean spec view serves every kind; unknown fields are skipped.
+/// `affinity`, and pod specs no `taints`, so one lean spec view serves every kind; unknown
+/// fields are skipped.
 #[derive(Deserialize)]
 struct ItemView {
     #[serde(default)]
@@ -159,8 +174,13 @@ impl Cluster {
             let metadata = item.metadata.unwrap_or_default();
             let name = metadata.name.unwrap_or_default();
             let labels = metadata.labels.unwrap_or_default();
+            let terminating = metadata.deletion_timestamp.is_some();
             match kind.as_str() {
-                "Node" => cluster.add_node(Node { name, labels }),
+                "Node" => cluster.add_node(Node {
+                    name,
+                    labels,
+                    taints: item.spec.and_then(|s| s.taints).unwrap_or_default(),
+                }),
                 "Namespace" => cluster.namespaces.insert(&name, labels),
                 "Pod" => {
                     let spec = item.spec.unwrap_or_default();
@@ -170,6 +190,7 @@ impl Cluster {
                         labels,
                         node_name: spec.node_name,
                         phase: item.status.and_then(|s| s.phase),
+                        terminating,
                         affinity: spec.affinity,
                         path,
                     });
@@ -200,14 +221,23 @@ impl Cluster {
         self.node_index.get(name).and_then(|&i| self.nodes.get(i))
     }
 
+    /// Where the node named `name` is in [`Cluster::nodes`].
+    pub fn node_position(&self, name: &str) -> Option<usize> {
+        self.node_index.get(name).copied()
+    }
+
     /// The pods kube-scheduler counts, with their node: bound, not terminated, on a node of
     /// the snapshot.
     pub fn placed(&self) -> impl Iterator<Item = (&ClusterPod, &Node)> {
+        self.placed_at().map(|(p, _, node)| (p, node))
+    }
+
+    /// [`Cluster::placed`], with each node's position in [`Cluster::nodes`] (one lookup per
+    /// pod, not two).
+    pub fn placed_at(&self) -> impl Iterator<Item = (&ClusterPod, usize, &Node)> {
         self.pods.iter().filter(|p| p.is_placed()).filter_map(|p| {
-            p.node_name
-                .as_deref()
-                .and_then(|n| self.node(n))
-                .map(|node| (p, node))
+            let at = p.node_name.as_deref().and_then(|n| self.node_position(n))?;
+            self.nodes.get(at).map(|node| (p, at, node))
         })
     }
 }
@@ -271,6 +301,34 @@ mod tests {
             crate::kube::selector::Selector::label_equals("team", "gitops"),
         ]);
         assert!(cluster.namespaces.selects(&selector, "flux-system"));
+    }
+
+    #[test]
+    fn node_taints_and_terminating_pods() {
+        let json = br#"{"kind": "List", "items": [
+          {"kind": "Node", "metadata": {"name": "w1"}, "spec": {"taints": [
+            {"key": "dedicated", "value": "db", "effect": "NoSchedule", "timeAdded": null}]}},
+          {"kind": "Pod", "metadata": {"name": "going", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": {"nodeName": "w1"}, "status": {"phase": "Running"}},
+          {"kind": "Pod", "metadata": {"name": "staying", "deletionTimestamp": null}, "spec": {"nodeName": "w1"}}
+        ]}"#;
+        let cluster = Cluster::from_json(json).unwrap();
+        let taint = &cluster.nodes[0].taints[0];
+        assert_eq!(
+            (
+                taint.key.as_str(),
+                taint.value.as_deref(),
+                taint.effect.as_str()
+            ),
+            ("dedicated", Some("db"), "NoSchedule")
+        );
+        let terminating: Vec<bool> = cluster.pods.iter().map(|p| p.terminating).collect();
+        assert_eq!(terminating, [true, false]);
+        assert_eq!(
+            cluster.placed().count(),
+            2,
+            "a terminating pod is still placed"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `apart simulate`: what kube-scheduler's InterPodAffinity plugin decides for one pod on a
 //! cluster snapshot: which nodes its Filter lets through (and, for the others, which term
 //! and which pod ruled them out), and the score its Score and NormalizeScore give each
-//! feasible node.
+//! feasible node. For a pod with `topologySpreadConstraints`, the PodTopologySpread plugin
+//! ([`crate::placement::spread`]) runs beside it: its Filter first (the default profile's
+//! order), then both Scores over the nodes both Filters let through, combined with the
+//! default profile's weights ([`INTER_POD_AFFINITY_WEIGHT`], [`POD_TOPOLOGY_SPREAD_WEIGHT`]).
 //!
 //! The rules follow the plugin as upstream implements it (kubernetes/kubernetes,
 //! `pkg/scheduler/framework/plugins/interpodaffinity/{filtering,scoring,plugin}.go` and
@@ -48,9 +51,10 @@
 //! - an existing pod whose term the API server would refuse loses that term's whole group
 //!   (as the scheduler drops a group it cannot parse), with a warning.
 //!
-//! The chosen node is the feasible node with the highest score, ties going to the first name
-//! in byte order; kube-scheduler adds other plugins' scores and picks among ties at random.
-//! Only this plugin is simulated: resources, taints, node affinity and spreading are not.
+//! The chosen node is the feasible node with the highest combined score, ties going to the
+//! first name in byte order; kube-scheduler adds other plugins' scores and picks among ties at
+//! random. Only these two plugins are simulated: resources, taints and node affinity are not
+//! (a warning names the nodes the NodeAffinity and TaintToleration filters would refuse).
 //!
 //! ```
 //! use apart_policy::kube::cluster::Cluster;
@@ -82,6 +86,8 @@ use crate::kube::affinity::{
 };
 use crate::kube::cluster::{Cluster, ClusterPod, Node};
 use crate::kube::object::{self, AffinitySlot, Origin};
+use crate::kube::scheduling::SchedulingSpec;
+use crate::placement::spread::{self, Skew, Spread, SpreadPod};
 use crate::rules::policy::Policy;
 use crate::source::path::JsonPath;
 
@@ -89,6 +95,11 @@ use crate::source::path::JsonPath;
 pub const DEFAULT_HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 /// The highest score a plugin gives a node (`framework.MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;
+/// InterPodAffinity's score weight in kube-scheduler's default profile
+/// (`pkg/scheduler/apis/config/v1/default_plugins.go`).
+pub const INTER_POD_AFFINITY_WEIGHT: i64 = 2;
+/// PodTopologySpread's score weight in kube-scheduler's default profile.
+pub const POD_TOPOLOGY_SPREAD_WEIGHT: i64 = 2;
 
 /// The plugin's arguments (`InterPodAffinityArgs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +140,13 @@ pub enum SimulateError {
         /// Every problem, with its path inside the pod document.
         problems: Vec<AffinityProblem>,
     },
+    /// The pod's other scheduling fields (`topologySpreadConstraints`, `nodeSelector`,
+    /// `nodeAffinity`, `tolerations`) would be refused by the API server.
+    #[error("{}", describe_problems(problems))]
+    InvalidScheduling {
+        /// Every problem, with its path inside the pod document.
+        problems: Vec<AffinityProblem>,
+    },
     /// `hardPodAffinityWeight` outside what kube-scheduler accepts.
     #[error("hardPodAffinityWeight {0} is out of range: kube-scheduler accepts 0 to 100")]
     HardPodAffinityWeight(i64),
@@ -164,6 +182,10 @@ pub struct IncomingPod {
     pub affinity: Option<Affinity>,
     /// Where the affinity is in the document.
     pub affinity_path: JsonPath,
+    /// Its node selector, node affinity, tolerations and topology spread constraints.
+    pub scheduling: SchedulingSpec,
+    /// Where the pod spec is in the document.
+    pub spec_path: JsonPath,
 }
 
 /// The value a controller-added label takes on the simulated pod: not a valid label value,
@@ -200,6 +222,9 @@ impl IncomingPod {
                 .or_insert_with(|| new_controller_value(key));
         }
         let name = (kind == "Pod").then_some(read.object.name).flatten();
+        let mut spec_path = source.affinity_path.clone();
+        spec_path.pop();
+        let scheduling = read_scheduling(json, &spec_path)?;
         Ok(Self {
             kind,
             name,
@@ -207,7 +232,35 @@ impl IncomingPod {
             labels,
             affinity,
             affinity_path: source.affinity_path,
+            scheduling,
+            spec_path,
         })
+    }
+}
+
+/// Reads the pod spec's scheduling fields and checks them as the API server would (the
+/// document is one pod, read again whole: its size does not matter).
+fn read_scheduling(json: &[u8], spec_path: &JsonPath) -> Result<SchedulingSpec, SimulateError> {
+    let whole: serde_json::Value = serde_json::from_slice(json).map_err(|e| ObjectError {
+        message: format!("cannot read the object: {e}"),
+    })?;
+    let Some(spec) = spec_path.get(&whole) else {
+        return Ok(SchedulingSpec::default());
+    };
+    let scheduling: SchedulingSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
+        let path = spec_path.join(&crate::error::serde_path(e.path()));
+        SimulateError::InvalidScheduling {
+            problems: vec![AffinityProblem {
+                path,
+                message: e.into_inner().to_string(),
+            }],
+        }
+    })?;
+    let problems = scheduling.problems(spec_path);
+    if problems.is_empty() {
+        Ok(scheduling)
+    } else {
+        Err(SimulateError::InvalidScheduling { problems })
     }
 }
 
@@ -221,6 +274,11 @@ pub enum Reason {
     PodAntiAffinity,
     /// An existing pod's required anti-affinity that matches the incoming pod.
     ExistingPodAntiAffinity,
+    /// A `DoNotSchedule` topology spread constraint: placing the pod there would exceed
+    /// `maxSkew`.
+    PodTopologySpread,
+    /// A `DoNotSchedule` topology spread constraint whose topology key the node lacks.
+    PodTopologySpreadMissingLabel,
 }
 
 impl Reason {
@@ -231,6 +289,10 @@ impl Reason {
             Self::PodAntiAffinity => "node(s) didn't match pod anti-affinity rules",
             Self::ExistingPodAntiAffinity => {
                 "node(s) didn't satisfy existing pods anti-affinity rules"
+            }
+            Self::PodTopologySpread => "node(s) didn't match pod topology spread constraints",
+            Self::PodTopologySpreadMissingLabel => {
+                "node(s) didn't match pod topology spread constraints (missing required label)"
             }
         }
     }
@@ -243,8 +305,8 @@ pub struct Infeasible {
     pub reason: Reason,
     /// kube-scheduler's message, then what exactly happened.
     pub message: String,
-    /// JSONPath of the term: in the pod document for the incoming pod's terms, in the
-    /// snapshot (`$.items[i]...`) for an existing pod's.
+    /// JSONPath of the term: in the pod document for the incoming pod's terms and
+    /// topology spread constraints, in the snapshot (`$.items[i]...`) for an existing pod's.
     pub term: String,
     /// The existing pod (`namespace/name`) that ruled the node out, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,6 +315,9 @@ pub struct Infeasible {
     pub topology_key: String,
     /// The node's value for it (null when the node lacks the label).
     pub topology_value: Option<String>,
+    /// For a topology spread constraint's refusal: the numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skew: Option<Skew>,
 }
 
 /// Whether the chosen node keeps the pod apart from a policy's peers.
@@ -273,19 +338,36 @@ pub struct Apartness {
     pub peers: Vec<String>,
 }
 
-/// What the plugin decides for the pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What the plugins decide for the pod.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Simulation {
-    /// Nodes the Filter lets through, by name.
+    /// Nodes both Filters let through, by name.
     pub feasible_nodes: Vec<String>,
-    /// NormalizeScore's result (0..=100) for each feasible node.
+    /// InterPodAffinity's NormalizeScore result (0..=100) for each feasible node.
     pub scores: BTreeMap<String, i64>,
-    /// Score's result (the sum of weights) for each feasible node, before normalizing.
+    /// InterPodAffinity's Score result (the sum of weights) for each feasible node, before
+    /// normalizing.
     pub raw_scores: BTreeMap<String, i64>,
-    /// Why each other node was refused.
+    /// PodTopologySpread's NormalizeScore result (0..=100) for each feasible node, when the
+    /// pod has `ScheduleAnyway` constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_scores: Option<BTreeMap<String, i64>>,
+    /// PodTopologySpread's Score result (rounded) for each feasible node, before normalizing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_raw_scores: Option<BTreeMap<String, i64>>,
+    /// Both plugins' normalized scores times their default weights
+    /// ([`INTER_POD_AFFINITY_WEIGHT`] × `scores` + [`POD_TOPOLOGY_SPREAD_WEIGHT`] ×
+    /// `spread_scores`), when the pod has topology spread constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub combined_scores: Option<BTreeMap<String, i64>>,
+    /// Why each other node was refused (PodTopologySpread's Filter runs first, as in
+    /// kube-scheduler's default profile: a node both refuse shows its reason).
     pub infeasible: BTreeMap<String, Infeasible>,
-    /// The feasible node with the highest score; ties go to the first name in byte order
-    /// (kube-scheduler picks among ties at random and adds other plugins' scores).
+    /// What PodTopologySpread saw for each of the pod's constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
+    /// The feasible node with the highest combined score; ties go to the first name in byte
+    /// order (kube-scheduler picks among ties at random and adds other plugins' scores).
     pub chosen_node: Option<String>,
     /// With policies: one entry per policy whose subject the pod is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -317,6 +399,8 @@ impl PodTerms<'_> {
 struct Placed<'a> {
     pod: &'a ClusterPod,
     node: &'a Node,
+    /// The node's position in the snapshot.
+    position: usize,
 }
 
 /// Labels of a namespace as a label lookup. A namespace missing from the snapshot still
@@ -593,9 +677,13 @@ pub fn simulate(
             .is_some_and(|n| n == p.name && pod.namespace == p.namespace)
     };
     let placed: Vec<Placed<'_>> = cluster
-        .placed()
-        .filter(|(p, _)| !is_self(p))
-        .map(|(pod, node)| Placed { pod, node })
+        .placed_at()
+        .filter(|(p, _, _)| !is_self(p))
+        .map(|(pod, position, node)| Placed {
+            pod,
+            node,
+            position,
+        })
         .collect();
     // Their terms: replicas share one affinity, so each distinct one compiles once.
     let mut memo: FxMap<TermsKey<'_>, usize> = FxMap::default();
@@ -640,8 +728,47 @@ pub fn simulate(
         }
     }
 
+    // PodTopologySpread's PreFilter, then both Filters in the default profile's order.
+    let spread_pod = SpreadPod {
+        namespace: &pod.namespace,
+        labels: &pod.labels,
+        constraints: pod
+            .scheduling
+            .topology_spread_constraints
+            .as_deref()
+            .unwrap_or_default(),
+        path: &pod.spec_path.name("topologySpreadConstraints"),
+        node_affinity: &pod.scheduling.required_node_affinity(),
+        tolerations: pod.scheduling.tolerations.as_deref().unwrap_or_default(),
+    };
+    let spreading = spread::Plugin::new(
+        &spread_pod,
+        &cluster.nodes,
+        placed.iter().map(|p| (p.pod, p.position)),
+    );
     let state = gather(pod, options, facts, &placed, &existing, &incoming, affinity);
-    let infeasible = filter(cluster, pod, facts, &placed, &incoming, &state);
+    let mut infeasible = filter(cluster, pod, facts, &placed, &incoming, &state);
+    if spreading.is_active() {
+        for node in &cluster.nodes {
+            if let Some(why) = spreading.filter(node) {
+                infeasible.insert(node.name.as_str(), why);
+            }
+        }
+    }
+    warnings.extend(spreading.warnings());
+    let (off_affinity, off_taints) = spread::unsimulated_refusals(&cluster.nodes, spreading.fits());
+    if !off_affinity.is_empty() {
+        warnings.push(format!(
+            "kube-scheduler's NodeAffinity filter, which apart does not simulate, would refuse {}: the pod's nodeSelector or required node affinity does not match",
+            off_affinity.join(", ")
+        ));
+    }
+    if !off_taints.is_empty() {
+        warnings.push(format!(
+            "kube-scheduler's TaintToleration filter, which apart does not simulate, would refuse {}: a NoSchedule or NoExecute taint the pod does not tolerate",
+            off_taints.join(", ")
+        ));
+    }
     let feasible: Vec<&Node> = cluster
         .nodes
         .iter()
@@ -664,10 +791,39 @@ pub fn simulate(
     }
     let scores = normalize(&raw_scores, !raw.is_empty());
 
+    // PodTopologySpread's PreScore, Score and NormalizeScore, over the same feasible nodes.
+    let positions: Vec<usize> = feasible
+        .iter()
+        .filter_map(|n| cluster.node_position(&n.name))
+        .collect();
+    let scored = spreading.score(&positions);
+    let spread = spreading
+        .is_active()
+        .then(|| spreading.summary(scored.as_ref()));
+    let (spread_scores, spread_raw_scores) = match scored {
+        Some(s) => (Some(s.normalized), Some(s.raw)),
+        None => (None, None),
+    };
+    // Each plugin's normalized score times its weight, summed, as the framework does.
+    let combined: BTreeMap<String, i64> = scores
+        .iter()
+        .map(|(name, &s)| {
+            let spread = spread_scores
+                .as_ref()
+                .and_then(|m| m.get(name))
+                .copied()
+                .unwrap_or_default();
+            (
+                name.clone(),
+                INTER_POD_AFFINITY_WEIGHT * s + POD_TOPOLOGY_SPREAD_WEIGHT * spread,
+            )
+        })
+        .collect();
+
     let mut feasible_nodes: Vec<String> = feasible.iter().map(|n| n.name.clone()).collect();
     feasible_nodes.sort();
     // BTreeMap order is byte order of names: the first maximum wins ties.
-    let chosen_node = scores
+    let chosen_node = combined
         .iter()
         .fold(None::<(&String, i64)>, |best, (name, &s)| match best {
             Some((_, b)) if b >= s => best,
@@ -696,10 +852,14 @@ pub fn simulate(
         feasible_nodes,
         scores,
         raw_scores,
+        spread_scores,
+        spread_raw_scores,
+        combined_scores: spread.is_some().then_some(combined),
         infeasible: infeasible
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
+        spread,
         chosen_node,
         policies,
         warnings,
@@ -865,6 +1025,7 @@ fn pod_affinity(
                 pod: None,
                 topology_key: key.to_owned(),
                 topology_value: None,
+                skew: None,
             });
         };
         if unmatched.is_none() && !counts.contains_key(&(key, value)) {
@@ -898,6 +1059,7 @@ fn pod_affinity(
         pod: None,
         topology_key: key.to_owned(),
         topology_value: Some(value.to_owned()),
+        skew: None,
     })
 }
 
@@ -930,6 +1092,7 @@ fn pod_anti_affinity(
             pod: Some(pod_ref(p.pod)),
             topology_key: key.to_owned(),
             topology_value: Some(value.to_owned()),
+            skew: None,
         })
     })
 }
@@ -965,6 +1128,7 @@ fn existing_anti_affinity(
         pod: Some(pod_ref(p.pod)),
         topology_key: key.clone(),
         topology_value: Some(value.clone()),
+        skew: None,
     })
 }
 
@@ -1325,6 +1489,44 @@ mod tests {
             problems[0].path.to_string(),
             "$.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight"
         );
+    }
+
+    #[test]
+    fn scheduling_fields_the_api_server_refuses_are_errors_with_their_paths() {
+        let read = |spec: Value| {
+            let doc = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+                "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": spec}}});
+            IncomingPod::from_json(doc.to_string().as_bytes())
+        };
+        let Err(SimulateError::InvalidScheduling { problems }) =
+            read(json!({"topologySpreadConstraints": [{"maxskew": 1}]}))
+        else {
+            panic!("an unknown field is refused")
+        };
+        assert_eq!(
+            problems[0].path.to_string(),
+            "$.spec.template.spec.topologySpreadConstraints[0].maxskew"
+        );
+        assert!(
+            problems[0].message.contains("maxskew"),
+            "{}",
+            problems[0].message
+        );
+        let Err(SimulateError::InvalidScheduling { problems }) = read(json!({
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app": "w"}}, "minDomains": 0}]}))
+        else {
+            panic!("minDomains 0 is refused")
+        };
+        assert_eq!(
+            problems[0].path.to_string(),
+            "$.spec.template.spec.topologySpreadConstraints[0].minDomains"
+        );
+        let pod =
+            read(json!({"nodeSelector": {"disk": "ssd"}, "tolerations": [{"operator": "Exists"}]}))
+                .unwrap();
+        assert_eq!(pod.spec_path.to_string(), "$.spec.template.spec");
+        assert_eq!(pod.scheduling.tolerations.map(|t| t.len()), Some(1));
     }
 
     #[test]
