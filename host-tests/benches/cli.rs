@@ -7,6 +7,8 @@
 //!   the parse-only floor of the same file (target: the CLI within 2× of the floor; 4N within
 //!   4.5× of N);
 //! - 4N documents in 4N files (one object per file, as a repository of manifests is);
+//! - N documents under the same rule with `action: validate` (findings, no repairs), to show
+//!   what the mutate path of the engine costs;
 //! - start-up: `apart check` on one small file against `apart --version` (target: within
 //!   50 ms), with the compiled module cached as after the first run;
 //! - peak memory of `apart check` for N and 4N (target: 4N within 1.3× of N).
@@ -268,6 +270,29 @@ fn main() {
             r.max_rss_kib as f64 / 1024.0
         );
         measured.push((*count, floor, r));
+    }
+    let validate_policy = dir.join("policy-validate.yaml");
+    write(
+        &validate_policy,
+        &POLICY.replace("action: mutate", "action: validate"),
+    );
+    if let Some((count, path, text)) = texts.first() {
+        let floor = parse_floor(text);
+        let r = runs(&[
+            "check",
+            "-p",
+            &validate_policy.display().to_string(),
+            &path.display().to_string(),
+        ]);
+        println!(
+            "| one file, {count} Deployments, validate-only rule | {:.1} MB | {:.1} ms | {:.1} ms | {:.2} | {:.1} ms | {:.1} MB |",
+            text.len() as f64 / 1e6,
+            ms(floor),
+            ms(r.wall),
+            r.wall.as_secs_f64() / floor.as_secs_f64(),
+            ms(r.cpu),
+            r.max_rss_kib as f64 / 1024.0
+        );
     }
     let many_text_len: usize = texts.get(1).map_or(0, |t| t.2.len());
     let many_floor = texts.get(1).map_or(Duration::ZERO, |t| parse_floor(&t.2));

@@ -173,9 +173,10 @@ enum Command {
 fn evaluate(
     common: &Common,
     fix: bool,
+    sink: Option<check::Sink<'_>>,
 ) -> Result<(Policies, Vec<manifests::Input>, check::Outcome), Diagnostic> {
     let policies = Policies::read(&common.policies)?;
-    let listed = manifests::list(&common.inputs)?;
+    let listed = manifests::list(&common.inputs, fix)?;
     for skipped in &listed.skipped {
         eprintln!("apart: warning: {skipped}");
     }
@@ -189,7 +190,7 @@ fn evaluate(
         fix,
         retain: false,
     };
-    let outcome = check::run_inputs(&module, &policies, &listed.inputs, options)?;
+    let outcome = check::run_inputs(&module, &policies, &listed.inputs, options, sink)?;
     for note in &outcome.notes {
         eprintln!("apart: warning: {note}");
     }
@@ -400,9 +401,13 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             Ok(0)
         }
         Command::Check { common, output } => {
-            let (policies, _, outcome) = evaluate(&common, false)?;
-            let text = output::render(&outcome, policies.set.policies().len(), output);
-            stdout.write_all(text.as_bytes()).map_err(io)?;
+            // Each input's findings are printed once it is answered.
+            let mut printer = output::Printer::new(std::io::BufWriter::new(&mut stdout), output);
+            let mut print = |findings: &[check::Reported]| printer.findings(findings).map_err(io);
+            let (policies, _, outcome) = evaluate(&common, false, Some(&mut print))?;
+            printer
+                .finish(&outcome, policies.set.policies().len())
+                .map_err(io)?;
             Ok(u8::from(outcome.count(apart_policy::Severity::Error) > 0))
         }
         Command::Fix {
@@ -415,7 +420,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     "--write cannot rewrite standard input".to_owned(),
                 ));
             }
-            let (_, inputs, outcome) = evaluate(&common, true)?;
+            let (_, inputs, outcome) = evaluate(&common, true, None)?;
             let several = inputs.len() > 1;
             for (input, record) in inputs.iter().zip(&outcome.files) {
                 let f = fix::fix_input(input, record)?;

@@ -24,6 +24,9 @@ use crate::diagnostic::Diagnostic;
 
 pub use apart_policy::source::manifest::MAX_OBJECT_BYTES;
 
+/// The name standard input goes by.
+pub const STDIN: &str = "<stdin>";
+
 /// One input text, read.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -40,7 +43,8 @@ impl Source {
     }
 }
 
-/// One input to check: a file to read when its turn comes, or text already read.
+/// One input to check: a file to read when its turn comes, standard input to read as it
+/// comes, or text already read.
 #[derive(Debug, Clone)]
 pub enum Input {
     /// A file.
@@ -50,7 +54,10 @@ pub enum Input {
         /// Named on the command line (not found in a folder).
         explicit: bool,
     },
-    /// Text already read (standard input, or a test's).
+    /// Standard input, read once, as it comes (`apart check`; `apart fix` reads it first,
+    /// as [`Input::Text`], since it prints it back).
+    Stdin,
+    /// Text already read (standard input for `apart fix`, or a test's).
     Text {
         /// `<stdin>`, or the name it goes by.
         name: String,
@@ -64,6 +71,7 @@ impl Input {
     pub fn name(&self) -> String {
         match self {
             Input::File { path, .. } => path.display().to_string(),
+            Input::Stdin => STDIN.to_owned(),
             Input::Text { name, .. } => name.clone(),
         }
     }
@@ -72,7 +80,7 @@ impl Input {
     pub fn explicit(&self) -> bool {
         match self {
             Input::File { explicit, .. } => *explicit,
-            Input::Text { .. } => true,
+            Input::Stdin | Input::Text { .. } => true,
         }
     }
 
@@ -84,6 +92,34 @@ impl Input {
                 let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
                 decode(&path.display().to_string(), bytes).map(Arc::from)
             }
+            Input::Stdin => {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| io_error(Path::new(STDIN), &e))?;
+                decode(STDIN, bytes).map(Arc::from)
+            }
+        }
+    }
+
+    /// Its bytes, to read piece by piece (files and standard input are not read whole).
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, Diagnostic> {
+        match self {
+            Input::File { path, .. } => std::fs::File::open(path)
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)
+                .map_err(|e| io_error(path, &e)),
+            Input::Stdin => Ok(Box::new(std::io::stdin())),
+            Input::Text { text, .. } => {
+                Ok(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())))
+            }
+        }
+    }
+
+    /// What a read error of this input says.
+    pub fn read_error(&self, e: &std::io::Error) -> Diagnostic {
+        match self {
+            Input::File { path, .. } => io_error(path, e),
+            Input::Stdin | Input::Text { .. } => io_error(Path::new(&self.name()), e),
         }
     }
 }
@@ -117,8 +153,22 @@ fn io_error(path: &Path, e: &std::io::Error) -> Diagnostic {
 pub fn decode(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
-        let before = e.as_bytes().get(..valid).unwrap_or_default();
-        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        not_utf8(name, e.as_bytes(), valid, 1, 0)
+    })
+}
+
+/// The error for bytes that are not UTF-8 from `valid` on; `bytes` are the part of the input
+/// that starts on line `first_line`, at byte `offset` of the input.
+pub fn not_utf8(
+    name: &str,
+    bytes: &[u8],
+    valid: usize,
+    first_line: usize,
+    offset: usize,
+) -> Diagnostic {
+    {
+        let before = bytes.get(..valid).unwrap_or_default();
+        let line = before.iter().filter(|b| **b == b'\n').count() + first_line;
         let line_start = before
             .iter()
             .rposition(|b| *b == b'\n')
@@ -132,10 +182,11 @@ pub fn decode(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
             line,
             column,
             message: format!(
-                "not UTF-8 text (byte {valid} is not part of a UTF-8 character): manifests must be YAML or JSON in UTF-8"
+                "not UTF-8 text (byte {} is not part of a UTF-8 character): manifests must be YAML or JSON in UTF-8",
+                offset + valid
             ),
         }
-    })
+    }
 }
 
 /// What must be rendered before apart can check a folder, if anything.
@@ -198,18 +249,19 @@ fn collect(path: &Path, explicit: bool, out: &mut Inputs) -> Result<(), Diagnost
     Ok(())
 }
 
-/// Lists the inputs named on the command line (`-` is standard input, read now).
-pub fn list(args: &[PathBuf]) -> Result<Inputs, Diagnostic> {
+/// Lists the inputs named on the command line. `-` is standard input: read as it comes, or,
+/// with `read_stdin`, read whole now (for `apart fix`, which prints it back).
+pub fn list(args: &[PathBuf], read_stdin: bool) -> Result<Inputs, Diagnostic> {
     let mut out = Inputs::default();
     for arg in args {
         if arg.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|e| io_error(Path::new("<stdin>"), &e))?;
-            out.inputs.push(Input::Text {
-                name: "<stdin>".to_owned(),
-                text: Arc::from(decode("<stdin>", bytes)?),
+            out.inputs.push(if read_stdin {
+                Input::Text {
+                    name: STDIN.to_owned(),
+                    text: Input::Stdin.load()?,
+                }
+            } else {
+                Input::Stdin
             });
             continue;
         }
@@ -221,7 +273,7 @@ pub fn list(args: &[PathBuf]) -> Result<Inputs, Diagnostic> {
 /// Reads the inputs named on the command line, whole (for commands that read one snapshot or
 /// a few files; `check` and `fix` stream through [`list`]).
 pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>, Diagnostic> {
-    let listed = list(args)?;
+    let listed = list(args, true)?;
     listed
         .inputs
         .iter()
@@ -266,7 +318,7 @@ pub fn objects(sources: &[Source]) -> Result<Vec<Manifest>, Diagnostic> {
     for (index, src) in sources.iter().enumerate() {
         for document in read::documents(&src.text) {
             let document = document.map_err(|e| {
-                let e = manifest::syntax_error(&src.text, e);
+                let e = manifest::syntax_error(&src.text, 1, e);
                 input_error(&src.name, e.position, e.message)
             })?;
             match manifest::contents(document, &src.name)

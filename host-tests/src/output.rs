@@ -1,9 +1,12 @@
-//! Rendering an outcome: human text, or JSON for machines (the contract in DESIGN.md).
+//! Rendering an outcome: human text, or JSON for machines (the contract in DESIGN.md), whole
+//! or as it comes.
+
+use std::io::Write;
 
 use apart_policy::Severity;
 use serde_json::json;
 
-use crate::commands::check::Outcome;
+use crate::commands::check::{Outcome, Reported};
 
 /// `--output` formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,7 +24,7 @@ fn plural(n: usize, word: &str) -> String {
 /// The summary object.
 pub fn summary(outcome: &Outcome, policies: usize) -> serde_json::Value {
     json!({
-        "objects": outcome.objects.len(),
+        "objects": outcome.tally.objects,
         "policies": policies,
         "errors": outcome.count(Severity::Error),
         "warnings": outcome.count(Severity::Warning),
@@ -29,46 +32,114 @@ pub fn summary(outcome: &Outcome, policies: usize) -> serde_json::Value {
     })
 }
 
-/// Renders the findings.
+/// Renders a whole outcome at once.
 pub fn render(outcome: &Outcome, policies: usize, format: Format) -> String {
-    match format {
-        Format::Json => {
-            let doc = json!({"findings": outcome.findings, "summary": summary(outcome, policies)});
-            let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-            text.push('\n');
-            text
-        }
-        Format::Text => {
-            let mut out = String::new();
-            for f in &outcome.findings {
-                let location = match (f.line, f.column) {
-                    (Some(line), Some(column)) => format!("{}:{line}:{column}", f.file),
-                    (Some(line), None) => format!("{}:{line}", f.file),
-                    _ => f.file.clone(),
-                };
-                let severity = match f.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                out.push_str(&format!(
-                    "{location}: {severity}[{}] {} (policy {})\n  at {}\n  {}\n",
-                    f.code, f.object, f.policy, f.path, f.message
-                ));
-                if let Some(fix) = &f.fix {
-                    for op in fix {
-                        out.push_str(&format!("  fix: {} {} {}\n", op.op, op.path, op.value));
-                    }
-                }
-                out.push('\n');
-            }
-            out.push_str(&format!(
-                "{}, {} in {} ({})\n",
-                plural(outcome.count(Severity::Error), "error"),
-                plural(outcome.count(Severity::Warning), "warning"),
-                plural(outcome.objects.len(), "object"),
-                plural(policies, "policy").replace("policys", "policies"),
-            ));
-            out
+    let mut printer = Printer::new(Vec::new(), format);
+    // Writing to memory does not fail.
+    match printer
+        .findings(&outcome.findings)
+        .and_then(|()| printer.finish(outcome, policies))
+    {
+        Ok(bytes) => String::from_utf8(bytes).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Writes findings as they come, then the summary: the same bytes as rendering the outcome
+/// whole (JSON is written as `serde_json`'s pretty printer writes the whole document).
+pub struct Printer<W: Write> {
+    out: W,
+    format: Format,
+    written: usize,
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer writing to `out`.
+    pub fn new(out: W, format: Format) -> Self {
+        Self {
+            out,
+            format,
+            written: 0,
         }
     }
+
+    /// Writes some findings.
+    pub fn findings(&mut self, findings: &[Reported]) -> std::io::Result<()> {
+        for f in findings {
+            match self.format {
+                Format::Json => {
+                    let opening = if self.written == 0 {
+                        "{\n  \"findings\": [\n"
+                    } else {
+                        ",\n"
+                    };
+                    self.out.write_all(opening.as_bytes())?;
+                    let text = serde_json::to_string_pretty(f).map_err(std::io::Error::other)?;
+                    let mut lines = String::with_capacity(text.len() + 64);
+                    for (i, line) in text.lines().enumerate() {
+                        if i > 0 {
+                            lines.push('\n');
+                        }
+                        lines.push_str("    ");
+                        lines.push_str(line);
+                    }
+                    self.out.write_all(lines.as_bytes())?;
+                }
+                Format::Text => self.out.write_all(text_block(f).as_bytes())?,
+            }
+            self.written += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the summary and returns the writer.
+    pub fn finish(mut self, outcome: &Outcome, policies: usize) -> std::io::Result<W> {
+        match self.format {
+            Format::Json => {
+                let opening = if self.written == 0 {
+                    "{\n  \"findings\": [],\n"
+                } else {
+                    "\n  ],\n"
+                };
+                let summary = serde_json::to_string_pretty(&summary(outcome, policies))
+                    .map_err(std::io::Error::other)?;
+                let summary = summary.replace('\n', "\n  ");
+                write!(self.out, "{opening}  \"summary\": {summary}\n}}\n")?;
+            }
+            Format::Text => writeln!(
+                self.out,
+                "{}, {} in {} ({})",
+                plural(outcome.count(Severity::Error), "error"),
+                plural(outcome.count(Severity::Warning), "warning"),
+                plural(outcome.tally.objects, "object"),
+                plural(policies, "policy").replace("policys", "policies"),
+            )?,
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// One finding as text: where, what, and the repair.
+fn text_block(f: &Reported) -> String {
+    let location = match (f.line, f.column) {
+        (Some(line), Some(column)) => format!("{}:{line}:{column}", f.file),
+        (Some(line), None) => format!("{}:{line}", f.file),
+        _ => f.file.clone(),
+    };
+    let severity = match f.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut out = format!(
+        "{location}: {severity}[{}] {} (policy {})\n  at {}\n  {}\n",
+        f.code, f.object, f.policy, f.path, f.message
+    );
+    if let Some(fix) = &f.fix {
+        for op in fix {
+            out.push_str(&format!("  fix: {} {} {}\n", op.op, op.path, op.value));
+        }
+    }
+    out.push('\n');
+    out
 }

@@ -461,3 +461,130 @@ fn an_unknown_policy_field_is_reported_on_its_own_line() {
         "line {line}: {err}"
     );
 }
+
+/// A file far larger than one part of the pipeline: `copies` copies of the rendered
+/// spire-server StatefulSet (each one a subject with the namespace-blind term), ConfigMaps
+/// between them, the copies named apart. Returns the text and each copy's first line.
+fn many_parts(copies: usize) -> (String, Vec<usize>) {
+    let statefulset =
+        std::fs::read_to_string(root().join("examples/rendered/spire-server-statefulset.yaml"))
+            .expect("rendered spire-server");
+    let mut text = String::new();
+    let mut starts = Vec::new();
+    for i in 0..copies {
+        for j in 0..20 {
+            text.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: filler-{i}-{j}\ndata:\n  key: \"{}\"\n",
+                "x".repeat(200)
+            ));
+        }
+        text.push_str("---\n");
+        starts.push(text.lines().count() + 1);
+        text.push_str(
+            &statefulset.replace("name: spire-server\n", &format!("name: spire-server-{i}\n")),
+        );
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    (text, starts)
+}
+
+#[test]
+fn a_file_of_many_parts_reads_as_one() {
+    let (text, starts) = many_parts(30);
+    assert!(text.len() > 4 * 64 * 1024, "the file spans several parts");
+    let path = temp_file("many-parts.yaml", text.as_bytes());
+    let path = path.to_string_lossy().into_owned();
+    let out = run_cli(&["check", "-p", POLICY, "--output", "json", &path], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let findings = json["findings"].as_array().expect("findings");
+    let blind: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["code"] == "namespace-blind")
+        .collect();
+    assert_eq!(blind.len(), starts.len());
+    // Each finding's line is the same as in the StatefulSet alone, moved by where it starts.
+    let alone = run_cli(
+        &[
+            "check",
+            "-p",
+            POLICY,
+            "--output",
+            "json",
+            "examples/rendered/spire-server-statefulset.yaml",
+        ],
+        None,
+    );
+    let alone: Value = serde_json::from_str(&stdout(&alone)).expect("json");
+    let line_alone = alone["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["code"] == "namespace-blind"))
+        .and_then(|f| f["line"].as_u64())
+        .expect("a namespace-blind finding");
+    for (finding, start) in blind.iter().zip(&starts) {
+        let start = u64::try_from(*start).expect("line");
+        assert_eq!(
+            finding["line"].as_u64(),
+            Some(start + line_alone - 1),
+            "{finding}"
+        );
+    }
+    assert_eq!(json["summary"]["objects"], 30 * 21);
+    // Standard input streams the same way.
+    let piped = run_cli(
+        &["check", "-p", POLICY, "--output", "json", "-"],
+        Some(text.as_bytes()),
+    );
+    let piped: Value = serde_json::from_str(&stdout(&piped)).expect("json");
+    assert_eq!(
+        piped["findings"].as_array().map(Vec::len),
+        Some(findings.len())
+    );
+    // The repairs land in the right documents of every part, and nothing else changes.
+    let fixed = run_cli(&["fix", "-p", POLICY, &path], None);
+    let fixed_text = stdout(&fixed);
+    let again = temp_file("many-parts-fixed.yaml", fixed_text.as_bytes());
+    let again = run_cli(&["check", "-p", POLICY, &again.to_string_lossy()], None);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    let removed = similar::TextDiff::from_lines(&text, &fixed_text)
+        .iter_all_changes()
+        .filter(|c| c.tag() == similar::ChangeTag::Delete)
+        .count();
+    assert!(
+        removed <= 12,
+        "only the repaired lines change ({removed} removed)"
+    );
+}
+
+#[test]
+fn errors_late_in_a_large_file_name_their_own_line() {
+    let (text, _) = many_parts(30);
+    let lines = text.lines().count();
+    let tail = "---\napiVersion: v1\nkind: Pod\nmetadata: [a, b\n";
+    // Where the reader stops on the broken document alone, moved down by what precedes it.
+    let alone = run_cli(&["check", "-p", POLICY, "-"], Some(tail.as_bytes()));
+    let alone = stderr(&alone);
+    let line_alone: usize = alone
+        .strip_prefix("apart: <stdin>:")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("a line in {alone}"));
+    let path = temp_file("late-syntax-error.yaml", format!("{text}{tail}").as_bytes());
+    let out = run_cli(&["check", "-p", POLICY, &path.to_string_lossy()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let at = format!("late-syntax-error.yaml:{}:", lines + line_alone);
+    assert!(err.contains(&at), "expected {at} in {err}");
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(
+        b"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {key: \"\xff\"}\n",
+    );
+    let path = temp_file("late-not-utf8.yaml", &bytes);
+    let out = run_cli(&["check", "-p", POLICY, &path.to_string_lossy()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let at = format!("late-not-utf8.yaml:{}:", lines + 5);
+    assert!(err.contains(&at), "expected {at} in {err}");
+}

@@ -62,4 +62,4 @@ pub use rules::policy::{
     API_VERSION, Action, HOSTNAME, KIND, PeerGroup, Policy, PolicyDocument, PolicySet, Settings,
     Strength, ValueTarget,
 };
-pub use rules::set::SetMember;
+pub use rules::set::{SetFacts, SetMember};

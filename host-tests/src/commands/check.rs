@@ -2,8 +2,9 @@
 //! exactly as policy-server would send it, then the set-level checks run over the whole set.
 //!
 //! The run is a pipeline, so that time grows with the input and memory does not:
-//! - a reader thread lists the inputs in order, reads one file at a time and cuts it into
-//!   its documents' parts ([`read::chunks`]: a line scan, no parsing);
+//! - a reader thread takes the inputs in order and reads each piece by piece (a file is never
+//!   held whole), cutting it into parts of whole documents of about [`PART_BYTES`]
+//!   ([`read::chunks`]: a line scan, no parsing);
 //! - workers (one per core, each with its own warm module instance) read a part, find its
 //!   objects, send each to `validate`, and turn the findings' paths into lines from the
 //!   positions taken while reading; for `fix`, they also rewrite the document in place;
@@ -11,9 +12,12 @@
 //!   set-level checks and the summary need (the pods' namespaces and labels, a few flags):
 //!   objects and texts are dropped as soon as they are answered.
 //!
-//! The first input error in input order ends the run (exit 2) before anything is printed.
+//! The first input error in input order ends the run (exit 2). `apart check` prints each
+//! input's findings once the input is answered (a sink), so memory stays flat in the number
+//! of findings too; `apart fix` prints nothing before every input is read and repaired.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +28,7 @@ use apart_policy::source::edit;
 use apart_policy::source::manifest::{self, Contents, Unrendered};
 use apart_policy::source::path::JsonPath;
 use apart_policy::source::read::{self, Chunk, Position};
-use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, SetMember, Severity};
+use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, SetFacts, SetMember, Severity};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -212,12 +216,33 @@ pub struct FileRecord {
     pub edits: Vec<Edit>,
 }
 
+/// How many of what a run saw (kept whether or not the findings and objects are).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Objects checked.
+    pub objects: usize,
+    /// Error findings.
+    pub errors: usize,
+    /// Warning findings.
+    pub warnings: usize,
+    /// Objects a mutate rule changed.
+    pub mutated: usize,
+}
+
+/// Where findings go as each part of an input is answered, instead of into
+/// [`Outcome::findings`].
+pub type Sink<'a> = &'a mut dyn FnMut(&[Reported]) -> Result<(), Diagnostic>;
+
 /// The result of running the policies over a manifest set.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Every finding: object findings by input, then line; then set findings.
+    /// The counts.
+    pub tally: Tally,
+    /// Every finding, unless a sink took them: object findings in input order (objects in
+    /// the order of their lines, each one's findings by line); then set findings.
     pub findings: Vec<Reported>,
-    /// Every object, in input order.
+    /// Every object, in input order, for `fix` and when retained (a plain check only counts
+    /// them).
     pub objects: Vec<ObjectRecord>,
     /// Every input, in order.
     pub files: Vec<FileRecord>,
@@ -230,15 +255,37 @@ pub struct Outcome {
 impl Outcome {
     /// Number of findings of a severity.
     pub fn count(&self, severity: Severity) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == severity)
-            .count()
+        match severity {
+            Severity::Error => self.tally.errors,
+            Severity::Warning => self.tally.warnings,
+        }
     }
 
     /// Number of objects a mutate rule changed.
     pub fn mutated(&self) -> usize {
-        self.objects.iter().filter(|o| o.mutated).count()
+        self.tally.mutated
+    }
+
+    /// Counts findings and hands them on: to the sink, or into the outcome.
+    fn take(
+        &mut self,
+        findings: &mut Vec<Reported>,
+        sink: &mut Option<Sink<'_>>,
+    ) -> Result<(), Diagnostic> {
+        for f in findings.iter() {
+            match f.severity {
+                Severity::Error => self.tally.errors += 1,
+                Severity::Warning => self.tally.warnings += 1,
+            }
+        }
+        match sink {
+            Some(sink) => {
+                sink(findings)?;
+                findings.clear();
+            }
+            None => self.findings.append(findings),
+        }
+        Ok(())
     }
 
     /// Error findings a repair does not remove: on objects still refused after their repairs
@@ -366,20 +413,24 @@ pub fn run(
             fix: true,
             retain: true,
         },
+        None,
     )
 }
 
+/// The least a part holds (whole documents; a larger document is a part of its own): enough
+/// that handing parts to workers costs little beside reading them, little enough that a file
+/// streams through the workers.
+pub const PART_BYTES: usize = 64 * 1024;
+
 /// What the reader and the workers tell the collector.
 enum Message {
-    /// An input was read and cut into `chunks` parts.
+    /// An input was read to its end, in `chunks` parts, `len` bytes.
     File {
         file: usize,
         chunks: usize,
         len: usize,
     },
-    /// An input could not be read.
-    Unreadable { file: usize, error: Diagnostic },
-    /// A part was answered.
+    /// A part was answered, or (from the reader) could not be read.
     Part {
         file: usize,
         chunk: usize,
@@ -391,9 +442,13 @@ enum Message {
 struct Job {
     file: usize,
     chunk_index: usize,
+    /// The part's documents in `text`, and the line `text` starts on.
     chunk: Chunk,
     name: Arc<str>,
+    /// The part's text only.
     text: Arc<str>,
+    /// Where `text` starts in the input.
+    offset: usize,
     explicit: bool,
 }
 
@@ -402,7 +457,7 @@ struct Job {
 struct Part {
     objects: Vec<Answered>,
     notes: Vec<String>,
-    edit: Option<Edit>,
+    edits: Vec<Edit>,
 }
 
 /// One object, answered.
@@ -426,12 +481,14 @@ struct Shared<'a> {
     abort: AtomicBool,
 }
 
-/// Runs the policies over the inputs (the pipeline described at the top of this file).
+/// Runs the policies over the inputs (the pipeline described at the top of this file); with a
+/// sink, each input's findings go to it as soon as the input is answered.
 pub fn run_inputs(
     evaluator: &(dyn Evaluator + Sync),
     policies: &Policies,
     inputs: &[Input],
     options: Options<'_>,
+    sink: Option<Sink<'_>>,
 ) -> Result<Outcome, Diagnostic> {
     let settings = policies.settings();
     let answer = evaluator
@@ -486,14 +543,15 @@ pub fn run_inputs(
             });
         }
         drop(tx);
-        let collected = collect(rx, inputs, &shared);
+        let collected = collect(rx, inputs, &shared, sink);
         // Stop the reader and the workers early when the run ended with an error.
         shared.abort.store(true, Ordering::Relaxed);
         collected
     })
 }
 
-/// The reader: inputs in order, each read and cut into parts sent to the workers.
+/// The reader: inputs in order, each read piece by piece and cut into parts sent to the
+/// workers.
 fn read_inputs(
     inputs: &[Input],
     shared: &Shared<'_>,
@@ -504,40 +562,107 @@ fn read_inputs(
         if shared.abort.load(Ordering::Relaxed) {
             return;
         }
-        let text = match input.load() {
-            Ok(text) => text,
-            Err(error) => {
-                let _ = collector.send(Message::Unreadable { file, error });
-                return;
-            }
+        let message = match send_parts(file, input, shared, jobs) {
+            Ok(Some((chunks, len))) => Message::File { file, chunks, len },
+            // The workers are gone: the run is over.
+            Ok(None) => return,
+            Err((chunk, error)) => Message::Part {
+                file,
+                chunk,
+                answer: Err(error),
+            },
         };
-        let chunks: Vec<Chunk> = read::chunks(&text).collect();
-        let message = Message::File {
-            file,
-            chunks: chunks.len(),
-            len: text.len(),
-        };
-        if collector.send(message).is_err() {
+        let failed = matches!(message, Message::Part { .. });
+        if collector.send(message).is_err() || failed {
             return;
         }
-        let name: Arc<str> = Arc::from(input.name());
-        for (chunk_index, chunk) in chunks.into_iter().enumerate() {
-            if shared.abort.load(Ordering::Relaxed) {
-                return;
+    }
+}
+
+/// Reads one input and sends its parts: their number and the input's length, `None` when the
+/// workers are gone, or the part that could not be read and why.
+fn send_parts(
+    file: usize,
+    input: &Input,
+    shared: &Shared<'_>,
+    jobs: &mpsc::SyncSender<Job>,
+) -> Result<Option<(usize, usize)>, (usize, Diagnostic)> {
+    let name: Arc<str> = Arc::from(input.name());
+    let mut reader = input.open().map_err(|e| (0, e))?;
+    // Bytes read and not yet sent, which start at `offset` on `line`.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut offset = 0;
+    let mut line = 1;
+    let mut parts = 0;
+    let mut json = None;
+    let mut at_end = false;
+    while !at_end {
+        // Read at least a part's worth, and as much again as is pending (a large document
+        // is then scanned a logarithmic number of times, not once per piece).
+        let want = PART_BYTES.max(pending.len());
+        let got = (&mut reader)
+            .take(u64::try_from(want).unwrap_or(u64::MAX))
+            .read_to_end(&mut pending)
+            .map_err(|e| (parts, input.read_error(&e)))?;
+        at_end = got == 0;
+        // A JSON text is one part (its documents are not cut at lines).
+        if json.is_none() {
+            json = match pending.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{' | b'[') => Some(true),
+                Some(_) => Some(false),
+                None => None,
+            };
+        }
+        if !at_end && json != Some(false) {
+            continue;
+        }
+        // Whole lines only, until the end: a document marker is a line's start.
+        let complete = if at_end {
+            pending.len()
+        } else {
+            match pending.iter().rposition(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None => continue,
             }
+        };
+        let bytes = pending.get(..complete).unwrap_or_default();
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let error = manifests::not_utf8(&name, bytes, e.valid_up_to(), line, offset);
+            (parts, error)
+        })?;
+        // Send the documents read whole; the last one may go on past what was read.
+        let cut = if at_end {
+            complete
+        } else {
+            match read::chunks(text).last() {
+                Some(last) if last.range.start >= PART_BYTES => last.range.start,
+                _ => continue,
+            }
+        };
+        let part_text = text.get(..cut).unwrap_or_default();
+        if !part_text.is_empty() {
             let job = Job {
                 file,
-                chunk_index,
-                chunk,
+                chunk_index: parts,
+                chunk: Chunk {
+                    range: 0..cut,
+                    line,
+                },
                 name: Arc::clone(&name),
-                text: Arc::clone(&text),
+                text: Arc::from(part_text),
+                offset,
                 explicit: input.explicit(),
             };
-            if jobs.send(job).is_err() {
-                return;
+            line += part_text.bytes().filter(|b| *b == b'\n').count();
+            if shared.abort.load(Ordering::Relaxed) || jobs.send(job).is_err() {
+                return Ok(None);
             }
+            parts += 1;
         }
+        pending.drain(..cut);
+        offset += cut;
     }
+    Ok(Some((parts, offset)))
 }
 
 /// A worker's answer for one part: its objects through `validate`, findings with positions,
@@ -551,7 +676,7 @@ fn answer_part(
     let name = &*job.name;
     for document in read::chunk_documents(&job.text, &job.chunk) {
         let document = document.map_err(|e| {
-            let e = manifest::syntax_error(&job.text, e);
+            let e = manifest::syntax_error(&job.text, job.chunk.line, e);
             input_error(name, e.position, e.message)
         })?;
         let positions = document.positions.clone();
@@ -638,7 +763,9 @@ fn answer_part(
         if let Some(mut whole) = whole
             && !repairs.is_empty()
         {
-            part.edit = Some(rewrite(&job.text, lines, &mut whole, repairs));
+            let mut edit = rewrite(&job.text, lines, &mut whole, repairs);
+            edit.range = edit.range.start + job.offset..edit.range.end + job.offset;
+            part.edits.push(edit);
         }
     }
     Ok(part)
@@ -710,26 +837,24 @@ fn collect(
     rx: mpsc::Receiver<Message>,
     inputs: &[Input],
     shared: &Shared<'_>,
+    mut sink: Option<Sink<'_>>,
 ) -> Result<Outcome, Diagnostic> {
+    let records = shared.options.fix || shared.options.retain;
     let mut outcome = Outcome::default();
-    let mut members: Vec<SetMember> = Vec::new();
-    // Per input: its part count and length once read, and the parts answered so far.
+    let mut set = SetFacts::default();
+    // Per input: its part count and length once read to its end; the parts answered so far
+    // that cannot be taken yet (an earlier one is still being answered).
     let mut expected: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     let mut parts: BTreeMap<(usize, usize), Result<Part, Diagnostic>> = BTreeMap::new();
-    let mut unreadable: BTreeMap<usize, Diagnostic> = BTreeMap::new();
     let mut next_file = 0;
     let mut next_chunk = 0;
-    let mut file_findings: Vec<Reported> = Vec::new();
+    let mut findings: Vec<Reported> = Vec::new();
     let mut file_record: Option<FileRecord> = None;
     while next_file < inputs.len() {
-        // Take every message that is there, then move on as far as the order allows.
         let Ok(message) = rx.recv() else { break };
         match message {
             Message::File { file, chunks, len } => {
                 expected.insert(file, (chunks, len));
-            }
-            Message::Unreadable { file, error } => {
-                unreadable.insert(file, error);
             }
             Message::Part {
                 file,
@@ -739,37 +864,33 @@ fn collect(
                 parts.insert((file, chunk), answer);
             }
         }
-        loop {
-            if let Some(error) = unreadable.remove(&next_file) {
-                return Err(error);
-            }
-            let Some(&(chunks, len)) = expected.get(&next_file) else {
-                break;
-            };
+        // Move on as far as the order allows.
+        while next_file < inputs.len() {
             let record = file_record.get_or_insert_with(|| FileRecord {
                 name: inputs.get(next_file).map(Input::name).unwrap_or_default(),
-                len,
+                len: 0,
                 objects: 0,
                 edits: Vec::new(),
             });
-            if next_chunk < chunks {
-                let Some(answer) = parts.remove(&(next_file, next_chunk)) else {
-                    break;
-                };
+            if let Some(answer) = parts.remove(&(next_file, next_chunk)) {
                 let part = answer?;
                 outcome.notes.extend(part.notes);
                 for object in part.objects {
-                    let index = outcome.objects.len();
+                    let index = outcome.tally.objects;
+                    outcome.tally.objects += 1;
+                    outcome.tally.mutated += usize::from(object.changed);
                     record.objects += 1;
-                    outcome.objects.push(ObjectRecord {
-                        file: next_file,
-                        document: object.document,
-                        base: object.base,
-                        line: object.line,
-                        accepted: object.accepted,
-                        mutated: object.changed,
-                    });
-                    file_findings.extend(object.findings.into_iter().map(|mut f| {
+                    if records {
+                        outcome.objects.push(ObjectRecord {
+                            file: next_file,
+                            document: object.document,
+                            base: object.base,
+                            line: object.line,
+                            accepted: object.accepted,
+                            mutated: object.changed,
+                        });
+                    }
+                    findings.extend(object.findings.into_iter().map(|mut f| {
                         f.manifest = Some(index);
                         f
                     }));
@@ -779,22 +900,26 @@ fn collect(
                             mutated: object.mutated,
                         });
                     }
-                    members.push(object.member);
+                    set.add(object.member);
                 }
-                record.edits.extend(part.edit);
+                record.edits.extend(part.edits);
+                // Objects come in the order of their lines, each one's findings by line.
+                outcome.take(&mut findings, &mut sink)?;
                 next_chunk += 1;
                 continue;
             }
+            let Some(&(chunks, len)) = expected.get(&next_file) else {
+                break;
+            };
+            if next_chunk < chunks {
+                break;
+            }
             // The input is complete: its findings by line, then the next input.
-            file_findings.sort_by_key(|f| (f.line, f.column));
-            outcome.findings.append(&mut file_findings);
+            record.len = len;
             outcome.files.extend(file_record.take());
             expected.remove(&next_file);
             next_file += 1;
             next_chunk = 0;
-            if next_file == inputs.len() {
-                break;
-            }
         }
     }
     if next_file < inputs.len() {
@@ -802,12 +927,19 @@ fn collect(
             "internal: the check pipeline stopped before its end".to_owned(),
         ));
     }
-    for f in shared.policies.set.check_set(&members) {
-        let path = JsonPath::parse(&f.path).unwrap_or_default();
-        let (file, at) = shared.policies.locate(&f.policy, &path);
-        outcome.findings.push(report(f, &file, at, None));
-    }
-    if outcome.objects.is_empty() {
+    let mut set_findings: Vec<Reported> = shared
+        .policies
+        .set
+        .check_facts(&set)
+        .into_iter()
+        .map(|f| {
+            let path = JsonPath::parse(&f.path).unwrap_or_default();
+            let (file, at) = shared.policies.locate(&f.policy, &path);
+            report(f, &file, at, None)
+        })
+        .collect();
+    outcome.take(&mut set_findings, &mut sink)?;
+    if outcome.tally.objects == 0 {
         outcome
             .notes
             .push("no Kubernetes objects in the input: nothing was checked".to_owned());

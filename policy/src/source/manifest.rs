@@ -184,8 +184,11 @@ const HELM_TEMPLATE: &str = "this looks like an unrendered Helm template ({{ ...
 
 /// A syntax error, said as a Helm template when the text holds template actions the YAML
 /// reader stumbled on (a line that starts with `{{`, or `{{` on the line of the error).
-pub fn syntax_error(text: &str, error: SyntaxError) -> InputError {
-    let line_of_error = text.lines().nth(error.position.line.saturating_sub(1));
+/// `text` is the part of the file that was read, starting on line `first_line`.
+pub fn syntax_error(text: &str, first_line: usize, error: SyntaxError) -> InputError {
+    let line_of_error = text
+        .lines()
+        .nth(error.position.line.saturating_sub(first_line));
     let template = line_of_error.is_some_and(|l| l.contains("{{"))
         || text.lines().any(|l| l.trim_start().starts_with("{{"));
     InputError {
@@ -251,10 +254,10 @@ mod tests {
         );
         let text =
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n";
-        let e = syntax_error(text, parse_documents(text).unwrap_err());
+        let e = syntax_error(text, 1, parse_documents(text).unwrap_err());
         assert!(e.message.contains("helm template"), "{}", e.message);
         let plain = "a: [\n";
-        let e = syntax_error(plain, parse_documents(plain).unwrap_err());
+        let e = syntax_error(plain, 1, parse_documents(plain).unwrap_err());
         assert!(!e.message.contains("helm"), "{}", e.message);
     }
 
