@@ -324,7 +324,7 @@ pub fn objects(sources: &[Source]) -> Result<Vec<Manifest>, Diagnostic> {
             match manifest::contents(document, &src.name)
                 .map_err(|e| input_error(&src.name, e.position, e.message))?
             {
-                Contents::Unrendered(u) => {
+                Contents::Unrendered(u) | Contents::Foreign(u) => {
                     return Err(input_error(&src.name, u.position, u.message));
                 }
                 Contents::Objects(objects) => {

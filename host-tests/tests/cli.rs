@@ -404,6 +404,14 @@ fn inputs_that_must_be_rendered_first_say_what_to_run() {
     )
     .expect("write");
     std::fs::copy(root().join(SEED), dir.join("seed.yaml")).expect("copy");
+    // Other tools' files beside the manifests: a dashboard, a values file.
+    std::fs::create_dir_all(dir.join("dashboards")).expect("dashboards");
+    std::fs::write(
+        dir.join("dashboards/kafka.json"),
+        "{\"title\": \"Kafka\", \"panels\": []}\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("values.yaml"), "replicaCount: 3\n").expect("write");
     // Named on the command line: an error that says what to run.
     let chart = dir.join("chart").to_string_lossy().into_owned();
     let out = run_cli(&["check", "-p", POLICY, &chart], None);
@@ -424,8 +432,22 @@ fn inputs_that_must_be_rendered_first_say_what_to_run() {
             && err.contains("kustomize build"),
         "{err}"
     );
+    assert!(
+        err.contains("kafka.json:1: skipped: not a Kubernetes object")
+            && err.contains("values.yaml:1: skipped: not a Kubernetes object"),
+        "{err}"
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["summary"]["objects"], 1);
+    // Named on its own, a file that is not a manifest is an error.
+    let values = dir.join("values.yaml").to_string_lossy().into_owned();
+    let out = run_cli(&["check", "-p", POLICY, &values], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a Kubernetes object"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -686,7 +686,10 @@ fn answer_part(
             .map_err(|e| input_error(name, e.position, e.message))?
         {
             Contents::Objects(objects) => objects,
-            Contents::Unrendered(Unrendered { position, message }) => {
+            // Named by the user: an error. Met in a folder: another tool's file, or one to
+            // render first; skipped with a warning.
+            Contents::Unrendered(Unrendered { position, message })
+            | Contents::Foreign(Unrendered { position, message }) => {
                 if job.explicit {
                     return Err(input_error(name, position, message));
                 }

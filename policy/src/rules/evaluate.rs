@@ -310,20 +310,22 @@ impl Check<'_> {
     }
 }
 
-/// What a `missing-anti-affinity` message says of the pod's other terms: what they select,
-/// and that they stay.
+/// What a `missing-anti-affinity` message says of the pod's other terms: what they select
+/// and on which key (a chart often spreads its replicas over hosts and zones alike), and
+/// that they stay.
 fn other_terms(judgements: &[Judgement<'_, '_>]) -> String {
     let described: Vec<String> = judgements
         .iter()
         .map(|j| {
-            if j.spreads_replicas {
+            let selects = if j.spreads_replicas {
                 format!(
                     "a spread of its own replicas ({})",
                     j.term.selector.describe()
                 )
             } else {
                 j.term.selector.describe()
-            }
+            };
+            format!("{selects} on {}", j.term.spec.topology_key)
         })
         .collect();
     match described.as_slice() {

@@ -52,6 +52,10 @@ pub enum Contents {
     Objects(Vec<Object>),
     /// Source that must be rendered first (a Kustomization, a chart's `Chart.yaml`).
     Unrendered(Unrendered),
+    /// Something other than a Kubernetes object: a document with neither `apiVersion` nor
+    /// `kind` (a values file, a dashboard, a CI workflow). Met in a folder, it is another
+    /// tool's file; named on its own, it is an error.
+    Foreign(Unrendered),
 }
 
 /// The objects of one document, or why it holds none to check. `file` is the input's name,
@@ -74,6 +78,14 @@ pub fn contents(document: Document, file: &str) -> Result<Contents, InputError> 
         .and_then(Value::as_str)
         .is_some_and(|k| k.ends_with("List"))
         && value.get("items").is_some_and(Value::is_array);
+    if !is_list && value.get("apiVersion").is_none() && value.get("kind").is_none() {
+        if let Err(e) = check_object(&value, start) {
+            return Ok(Contents::Foreign(Unrendered {
+                position: e.position,
+                message: e.message,
+            }));
+        }
+    }
     let mut objects = Vec::new();
     if is_list {
         let Value::Object(mut list) = value else {
