@@ -3,7 +3,7 @@
 //! Exit codes: 0 no error findings; 1 error findings; 2 bad input or usage.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use apart_host::commands::check::{self, Policies};
@@ -94,7 +94,7 @@ enum Command {
         module: PathBuf,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
-        output: Format,
+        output: InspectFormat,
     },
     /// Evaluate one AdmissionReview with a module, printing the AdmissionResponse
     /// policy-server would return (as `kwctl run` does).
@@ -167,6 +167,29 @@ enum Command {
         #[arg(short, long)]
         write: bool,
     },
+}
+
+/// `apart inspect` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InspectFormat {
+    /// YAML, for reading.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Appends text to a file (the step summary, which other steps write too).
+fn append(path: &Path, text: &str) -> Result<(), Diagnostic> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Diagnostic::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 /// The policies, the inputs, and the outcome of running them through the module.
@@ -337,10 +360,10 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             let bytes = read_module(&module)?;
             let inspection = kubewarden::inspect(&bytes).map_err(package)?;
             let text = match output {
-                Format::Json => {
+                InspectFormat::Json => {
                     serde_json::to_string_pretty(&inspection).unwrap_or_default() + "\n"
                 }
-                Format::Text => {
+                InspectFormat::Text => {
                     let as_value = serde_json::to_value(&inspection).unwrap_or_default();
                     edit::to_yaml(&as_value)
                 }
@@ -400,7 +423,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             }
             Ok(0)
         }
-        Command::Check { common, output } => {
+        Command::Check { common, output } if output.streams() => {
             // Each input's findings are printed once it is answered.
             let mut printer = output::Printer::new(std::io::BufWriter::new(&mut stdout), output);
             let mut print = |findings: &[check::Reported]| printer.findings(findings).map_err(io);
@@ -408,6 +431,37 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             printer
                 .finish(&outcome, policies.set.policies().len())
                 .map_err(io)?;
+            Ok(u8::from(outcome.count(apart_policy::Severity::Error) > 0))
+        }
+        Command::Check { common, output } => {
+            // The CI formats describe the whole run, and SARIF carries the repairs.
+            let (policies, inputs, outcome) = evaluate(&common, true, None)?;
+            let names: Vec<String> = policies
+                .set
+                .policies()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
+            let text = match output {
+                output::Format::Sarif => {
+                    let root = std::env::current_dir().map_err(io)?;
+                    output::sarif::render(&outcome, &root)
+                }
+                output::Format::Junit => {
+                    let files: Vec<String> = inputs.iter().map(manifests::Input::name).collect();
+                    output::junit::render(&outcome, &names, &files)
+                }
+                _ => {
+                    if let Some(summary) =
+                        std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty())
+                    {
+                        let markdown = output::github::step_summary(&outcome, names.len());
+                        append(Path::new(&summary), &markdown)?;
+                    }
+                    output::github::render(&outcome)
+                }
+            };
+            stdout.write_all(text.as_bytes()).map_err(io)?;
             Ok(u8::from(outcome.count(apart_policy::Severity::Error) > 0))
         }
         Command::Fix {

@@ -2,7 +2,8 @@
 //!
 //! - `setup`: the wasm targets and toolchain components the build needs, the Debian
 //!   packages the tests drive (a real OCI registry, headless Chromium), and the official OPA
-//!   npm SDK the OPA-ABI module is tested under (into `target/opa-node`).
+//!   npm SDK the OPA-ABI module is tested under (into `target/opa-node`), and Microsoft's SARIF
+//!   Multitool that validates the SARIF output (into `target/sarif-node`).
 //! - `build`: the Kubewarden module (wasm32-wasip1, release), then the CLI with that exact
 //!   module embedded: afterwards `target/release/apart` works with no flags. Also the OPA-ABI
 //!   module (wasm32-unknown-unknown), with its ABI version globals added after linking.
@@ -98,7 +99,35 @@ fn setup() -> Result {
             .args(&missing))?;
     }
     debian_packages()?;
-    opa_npm_sdk()
+    opa_npm_sdk()?;
+    sarif_multitool()
+}
+
+/// Microsoft's SARIF Multitool, pinned: the validator `apart check --output sarif` is
+/// judged by (with GitHub's ingestion rules). A self-contained .NET binary from npm.
+const SARIF_MULTITOOL: &str = "@microsoft/sarif-multitool-linux@5.7.0";
+/// Where it lands under `target/sarif-node`.
+const SARIF_MULTITOOL_BINARY: &str =
+    "node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool";
+
+fn sarif_multitool() -> Result {
+    let dir = root().join("target").join("sarif-node");
+    let binary = dir.join(SARIF_MULTITOOL_BINARY);
+    if !binary.is_file() {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        run(Command::new("npm")
+            .current_dir(&dir)
+            .args(["install", "--no-audit", "--no-fund", "--prefix", "."])
+            .arg(SARIF_MULTITOOL))?;
+    }
+    // npm may not run the package's own `chmod u+x` (install scripts can be disabled).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+    }
+    Ok(())
 }
 
 /// The official OPA Wasm SDK for Node, pinned: a second, independent OPA host for the OPA-ABI

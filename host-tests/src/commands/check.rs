@@ -180,6 +180,10 @@ pub struct ObjectRecord {
     pub accepted: bool,
     /// Did a mutate rule change it?
     pub mutated: bool,
+    /// Its type and name, as written.
+    pub object: ObjectRef,
+    /// The policies (indices) whose subjects it holds.
+    pub subject_of: Vec<usize>,
 }
 
 /// An object and its repair, kept when [`Options::retain`] asks (tests, the differential).
@@ -192,7 +196,7 @@ pub struct Retained {
 }
 
 /// A rewrite of one document's lines, for `fix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Edit {
     /// The bytes of the input it replaces.
     pub range: Range<usize>,
@@ -201,6 +205,13 @@ pub struct Edit {
     /// True when the document could not be edited in place and was written anew (its
     /// comments are lost).
     pub reformatted: bool,
+    /// The lines it replaces (1-based, inclusive), and the column just past the end of the
+    /// last one (for reports that describe the edit as a region).
+    pub lines: (usize, usize),
+    /// See `lines`.
+    pub end_column: usize,
+    /// The document of its input it rewrites.
+    pub document: usize,
 }
 
 /// One input of a run.
@@ -470,6 +481,7 @@ struct Answered {
     changed: bool,
     mutated: Option<Value>,
     value: Option<Value>,
+    object: ObjectRef,
     member: SetMember,
 }
 
@@ -681,6 +693,7 @@ fn answer_part(
         })?;
         let positions = document.positions.clone();
         let lines = document.lines(&job.text);
+        let document_index = document.index;
         let whole = shared.options.fix.then(|| document.value.clone());
         let objects = match manifest::contents(document, name)
             .map_err(|e| input_error(name, e.position, e.message))?
@@ -752,6 +765,7 @@ fn answer_part(
                 .set
                 .set_member(&object_json, shared.options.default_namespace);
             part.objects.push(Answered {
+                object: object_ref(&object.value),
                 document: object.document,
                 base: object.base,
                 line: object.start.line,
@@ -766,12 +780,72 @@ fn answer_part(
         if let Some(mut whole) = whole
             && !repairs.is_empty()
         {
-            let mut edit = rewrite(&job.text, lines, &mut whole, repairs);
+            let mut edit = narrow(&job.text, rewrite(&job.text, lines, &mut whole, repairs));
+            (edit.lines, edit.end_column) = line_span(&job.text, job.chunk.line, &edit.range);
+            edit.document = document_index;
             edit.range = edit.range.start + job.offset..edit.range.end + job.offset;
             part.edits.push(edit);
         }
     }
     Ok(part)
+}
+
+/// An object's type and name as written (`generateName` when it has no name).
+fn object_ref(value: &Value) -> ObjectRef {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let metadata = value.get("metadata");
+    ObjectRef {
+        api_version: text(value.get("apiVersion")).unwrap_or_default(),
+        kind: text(value.get("kind")).unwrap_or_default(),
+        namespace: text(metadata.and_then(|m| m.get("namespace"))),
+        name: text(metadata.and_then(|m| m.get("name")))
+            .or_else(|| text(metadata.and_then(|m| m.get("generateName")))),
+    }
+}
+
+/// The edit reduced to the lines it changes: the lines it leaves as they were, at its start
+/// and at its end, are not part of it (one line is kept on each side, so the edit is never
+/// empty of lines to replace).
+fn narrow(text: &str, edit: Edit) -> Edit {
+    let original = text.get(edit.range.clone()).unwrap_or_default();
+    let old: Vec<&str> = original.split('\n').collect();
+    let new: Vec<&str> = edit.text.split('\n').collect();
+    let keep = old.len().min(new.len()).saturating_sub(1);
+    let prefix = old
+        .iter()
+        .zip(&new)
+        .take(keep)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(keep - prefix)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let cut = |lines: &[&str]| lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    let start = edit.range.start + cut(old.get(..prefix).unwrap_or_default());
+    let end = edit.range.end - cut(old.get(old.len() - suffix..).unwrap_or_default());
+    Edit {
+        range: start..end,
+        text: new
+            .get(prefix..new.len() - suffix)
+            .unwrap_or_default()
+            .join("\n"),
+        ..edit
+    }
+}
+
+/// The lines (first and last, 1-based) that `range` of `text` covers, `text` starting on
+/// line `first`, and the column just past the range's end on its last line.
+fn line_span(text: &str, first: usize, range: &Range<usize>) -> ((usize, usize), usize) {
+    let before = text.get(..range.start).unwrap_or_default();
+    let inside = text.get(range.clone()).unwrap_or_default();
+    let start = first + before.matches('\n').count();
+    let end = start + inside.matches('\n').count();
+    let last_line = inside.rsplit('\n').next().unwrap_or_default();
+    ((start, end), last_line.chars().count() + 1)
 }
 
 /// The fix operations of one object's findings, each plan's once (the findings of one plan
@@ -815,6 +889,7 @@ fn rewrite(
             range: lines,
             text,
             reformatted: false,
+            ..Edit::default()
         },
         None => {
             let mut text = if json {
@@ -830,6 +905,7 @@ fn rewrite(
                 range: lines,
                 text,
                 reformatted: !json,
+                ..Edit::default()
             }
         }
     }
@@ -891,6 +967,8 @@ fn collect(
                             line: object.line,
                             accepted: object.accepted,
                             mutated: object.changed,
+                            subject_of: object.member.subject_of().to_vec(),
+                            object: object.object,
                         });
                     }
                     findings.extend(object.findings.into_iter().map(|mut f| {
@@ -948,4 +1026,38 @@ fn collect(
             .push("no Kubernetes objects in the input: nothing was checked".to_owned());
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(range: Range<usize>, text: &str) -> Edit {
+        Edit {
+            range,
+            text: text.to_owned(),
+            ..Edit::default()
+        }
+    }
+
+    #[test]
+    fn an_edit_keeps_only_the_lines_it_changes() {
+        let text = "a: 1\nb:\n  c: 2\nd: 3";
+        let whole = edit(0..text.len(), "a: 1\nb:\n  c: 2\n  e: 4\nd: 3");
+        let narrowed = narrow(text, whole.clone());
+        // The inserted line goes before the last one, which is kept as the line replaced.
+        assert_eq!(narrowed.range, 15..19);
+        assert_eq!(narrowed.text, "  e: 4\nd: 3");
+        assert_eq!(line_span(text, 1, &narrowed.range), ((4, 4), 5));
+        // Applying either gives the same text.
+        let apply = |e: &Edit| {
+            let mut out = text.to_owned();
+            out.replace_range(e.range.clone(), &e.text);
+            out
+        };
+        assert_eq!(apply(&narrowed), apply(&whole));
+        // A one-line document keeps its line.
+        let one = narrow("a: 1", edit(0..4, "a: 2"));
+        assert_eq!((one.range, one.text.as_str()), (0..4, "a: 2"));
+    }
 }

@@ -101,12 +101,12 @@ mod tests {
             Edit {
                 range: 2..3,
                 text: "B".into(),
-                reformatted: false,
+                ..Edit::default()
             },
             Edit {
                 range: 6..7,
                 text: "DD".into(),
-                reformatted: false,
+                ..Edit::default()
             },
         ];
         assert_eq!(apply_edits("a b c d e", &edits), "a B c DD e");

@@ -20,7 +20,7 @@ pub enum Severity {
 }
 
 macro_rules! codes {
-    ($($variant:ident = $text:literal, $severity:ident, $meaning:literal;)*) => {
+    ($($variant:ident = $text:literal, $severity:ident, $meaning:literal, $remedy:literal;)*) => {
         /// The stable finding codes.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum Code {
@@ -49,29 +49,43 @@ macro_rules! codes {
             pub fn meaning(self) -> &'static str {
                 match self { $(Code::$variant => $meaning),* }
             }
+
+            /// What to write instead (each finding's message says it for its own object).
+            pub fn remedy(self) -> &'static str {
+                match self { $(Code::$variant => $remedy),* }
+            }
         }
     };
 }
 
 codes! {
     MissingAntiAffinity = "missing-anti-affinity", Error,
-        "the subject has no term that keeps it apart from a peer group";
+        "the subject has no term that keeps it apart from a peer group",
+        "add a podAntiAffinity term whose labelSelector selects the peer group's pods, whose namespaces (or namespaceSelector) include the peers' namespaces, on the rule's topologyKey and at the rule's strength; `apart fix` adds it for mutate rules";
     NamespaceBlind = "namespace-blind", Error,
-        "a term selects the peers' labels, but its namespace scope cannot see the peers' namespace: a silent no-op";
+        "a term selects the peers' labels, but its namespace scope cannot see the peers' namespace: a silent no-op",
+        "add the peers' namespaces to the term's namespaces (listing the pod's own namespace too keeps it in scope), or give the term a namespaceSelector that selects them";
     SelectorMismatch = "selector-mismatch", Error,
-        "a term meant for the peers cannot match (all of) their labels";
+        "a term meant for the peers cannot match (all of) their labels",
+        "correct the term's labelSelector so that it selects every pod of the peer group: check its keys, values and operators against the rule's peer selector";
     TopologyMismatch = "topology-mismatch", Error,
-        "the term's topologyKey does not separate the rule's failure domain";
+        "the term's topologyKey does not separate the rule's failure domain",
+        "use the rule's topologyKey (kubernetes.io/hostname for nodes), or a required term on a wider well-known domain such as the zone";
     TooWeak = "too-weak", Error,
-        "preferred where the rule says required, or a weight below the rule's";
+        "preferred where the rule says required, or a weight below the rule's",
+        "use requiredDuringSchedulingIgnoredDuringExecution where the rule says required, or raise the preferred term's weight to the rule's";
     HardOnSingleton = "hard-on-singleton", Warning,
-        "required anti-affinity on a single-replica subject may leave it unschedulable";
+        "required anti-affinity on a single-replica subject may leave it unschedulable",
+        "use a preferred term instead, or run more than one replica, so the pod can still be scheduled when every domain holds a peer";
     PeersNotFound = "peers-not-found", Warning,
-        "in a manifest set, no object carries pods that the peer group selects";
+        "in a manifest set, no object carries pods that the peer group selects",
+        "check the peer group's labelSelector and namespaces for a typo, or add the peers' manifests to the set that is checked";
     InvalidAffinity = "invalid-affinity", Error,
-        "the affinity itself would be rejected by the API server";
+        "the affinity itself would be rejected by the API server",
+        "make the affinity valid as the API server checks it: a non-empty topologyKey, weights within 1..100, known operators with the values they need, no unknown fields";
     CoLocated = "co-located", Error,
-        "a running subject pod shares a failure domain with a peer right now (what one domain's loss takes down together)";
+        "a running subject pod shares a failure domain with a peer right now (what one domain's loss takes down together)",
+        "move one of the pods to another failure domain, e.g. delete the subject pod so that the scheduler places it again with its anti-affinity";
 }
 
 impl std::fmt::Display for Code {

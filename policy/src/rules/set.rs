@@ -27,6 +27,13 @@ pub struct SetMember {
     namespace: Option<(String, BTreeMap<String, String>)>,
 }
 
+impl SetMember {
+    /// The policies (their indices in the set) whose subjects the manifest holds.
+    pub fn subject_of(&self) -> &[usize] {
+        &self.subjects
+    }
+}
+
 /// The facts of a manifest set so far: members folded in as they come, in any order.
 #[derive(Debug, Clone, Default)]
 pub struct SetFacts {

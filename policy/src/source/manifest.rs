@@ -78,13 +78,15 @@ pub fn contents(document: Document, file: &str) -> Result<Contents, InputError> 
         .and_then(Value::as_str)
         .is_some_and(|k| k.ends_with("List"))
         && value.get("items").is_some_and(Value::is_array);
-    if !is_list && value.get("apiVersion").is_none() && value.get("kind").is_none() {
-        if let Err(e) = check_object(&value, start) {
-            return Ok(Contents::Foreign(Unrendered {
-                position: e.position,
-                message: e.message,
-            }));
-        }
+    if !is_list
+        && value.get("apiVersion").is_none()
+        && value.get("kind").is_none()
+        && let Err(e) = check_object(&value, start)
+    {
+        return Ok(Contents::Foreign(Unrendered {
+            position: e.position,
+            message: e.message,
+        }));
     }
     let mut objects = Vec::new();
     if is_list {
@@ -277,7 +279,14 @@ mod tests {
     fn objects_need_api_version_and_kind() {
         let e = read("kind: Pod\n", "p.yaml").remove(0).unwrap_err();
         assert!(e.message.contains("apiVersion is missing"), "{e}");
-        let e = read("- a\n", "p.yaml").remove(0).unwrap_err();
-        assert!(e.message.contains("expected a mapping"), "{e}");
+        // Neither field: another tool's file, which the caller refuses or skips.
+        let Ok(Contents::Foreign(u)) = read("- a\n", "p.yaml").remove(0) else {
+            panic!("a sequence is not a Kubernetes object");
+        };
+        assert!(u.message.contains("expected a mapping"), "{}", u.message);
+        let Ok(Contents::Foreign(u)) = read("replicaCount: 3\n", "values.yaml").remove(0) else {
+            panic!("a values file is not a Kubernetes object");
+        };
+        assert!(u.message.contains("apiVersion is missing"), "{}", u.message);
     }
 }

@@ -1,5 +1,10 @@
-//! Rendering an outcome: human text, or JSON for machines (the contract in DESIGN.md), whole
-//! or as it comes.
+//! Rendering an outcome: human text or JSON for machines (the contract in DESIGN.md), whole
+//! or as it comes; and the formats CI systems read: SARIF ([`sarif`]), JUnit ([`junit`]) and
+//! GitHub workflow commands ([`github`]), written once the run is complete.
+
+pub mod github;
+pub mod junit;
+pub mod sarif;
 
 use std::io::Write;
 
@@ -15,9 +20,26 @@ pub enum Format {
     Text,
     /// `{"findings": [...], "summary": {...}}`.
     Json,
+    /// SARIF 2.1.0, for code scanning.
+    Sarif,
+    /// JUnit XML: a suite per policy, a case per object.
+    Junit,
+    /// GitHub Actions annotations (and a step summary when `GITHUB_STEP_SUMMARY` is set).
+    Github,
 }
 
-fn plural(n: usize, word: &str) -> String {
+impl Format {
+    /// Is it written as the findings come (else once the run is complete)?
+    pub fn streams(self) -> bool {
+        matches!(self, Format::Text | Format::Json)
+    }
+}
+
+/// `1 error`, `2 errors`; `policy` becomes `policies`.
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if word == "policy" {
+        return format!("{n} {}", if n == 1 { "policy" } else { "policies" });
+    }
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -32,7 +54,7 @@ pub fn summary(outcome: &Outcome, policies: usize) -> serde_json::Value {
     })
 }
 
-/// Renders a whole outcome at once.
+/// Renders a whole outcome at once in a streaming format (text, JSON).
 pub fn render(outcome: &Outcome, policies: usize, format: Format) -> String {
     let mut printer = Printer::new(Vec::new(), format);
     // Writing to memory does not fail.
@@ -85,7 +107,7 @@ impl<W: Write> Printer<W> {
                     }
                     self.out.write_all(lines.as_bytes())?;
                 }
-                Format::Text => self.out.write_all(text_block(f).as_bytes())?,
+                _ => self.out.write_all(text_block(f).as_bytes())?,
             }
             self.written += 1;
         }
@@ -106,13 +128,13 @@ impl<W: Write> Printer<W> {
                 let summary = summary.replace('\n', "\n  ");
                 write!(self.out, "{opening}  \"summary\": {summary}\n}}\n")?;
             }
-            Format::Text => writeln!(
+            _ => writeln!(
                 self.out,
                 "{}, {} in {} ({})",
                 plural(outcome.count(Severity::Error), "error"),
                 plural(outcome.count(Severity::Warning), "warning"),
                 plural(outcome.tally.objects, "object"),
-                plural(policies, "policy").replace("policys", "policies"),
+                plural(policies, "policy"),
             )?,
         }
         self.out.flush()?;

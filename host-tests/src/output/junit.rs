@@ -1,0 +1,186 @@
+//! JUnit XML for CI test reports (GitLab, Jenkins, Azure Pipelines, test-report actions).
+//!
+//! One test suite per policy and one test case per object the policy is about (its
+//! subjects, and any object it has a finding on), named by the object and carrying its file
+//! and line, so a report reads "policy X: Deployment ns/name passed/failed". Error findings
+//! fail the case; warnings are not failures and go to the case's `system-out`. Findings about
+//! the manifest set as a whole (`peers-not-found`) form one more case of their policy.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use apart_policy::Severity;
+
+use crate::commands::check::{Outcome, Reported};
+
+/// One (object, policy) case.
+#[derive(Default)]
+struct Case<'a> {
+    name: String,
+    file: String,
+    line: Option<usize>,
+    findings: Vec<&'a Reported>,
+}
+
+/// The JUnit document of a run; `policies` are the policies' names in order.
+pub fn render(outcome: &Outcome, policies: &[String], files: &[String]) -> String {
+    // Per policy, its cases in input order: keyed by the object's index, the manifest set's
+    // own case last.
+    let mut suites: Vec<BTreeMap<usize, Case<'_>>> =
+        policies.iter().map(|_| BTreeMap::new()).collect();
+    for (index, object) in outcome.objects.iter().enumerate() {
+        for &policy in &object.subject_of {
+            if let Some(suite) = suites.get_mut(policy) {
+                suite.insert(
+                    index,
+                    Case {
+                        name: object.object.to_string(),
+                        file: files.get(object.file).cloned().unwrap_or_default(),
+                        line: Some(object.line),
+                        findings: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+    for f in &outcome.findings {
+        let Some(policy) = policies.iter().position(|p| *p == f.policy) else {
+            continue;
+        };
+        let Some(suite) = suites.get_mut(policy) else {
+            continue;
+        };
+        let key = f.manifest.unwrap_or(usize::MAX);
+        let case = suite.entry(key).or_insert_with(|| match f.manifest {
+            Some(m) => {
+                let object = outcome.objects.get(m);
+                Case {
+                    name: f.object.to_string(),
+                    file: object
+                        .and_then(|o| files.get(o.file).cloned())
+                        .unwrap_or_else(|| f.file.clone()),
+                    line: object.map(|o| o.line),
+                    findings: Vec::new(),
+                }
+            }
+            None => Case {
+                name: "the manifest set".to_owned(),
+                file: f.file.clone(),
+                line: f.line,
+                findings: Vec::new(),
+            },
+        });
+        case.findings.push(f);
+    }
+    let failed = |case: &Case<'_>| case.findings.iter().any(|f| f.severity == Severity::Error);
+    let total: usize = suites.iter().map(BTreeMap::len).sum();
+    let failures: usize = suites
+        .iter()
+        .flat_map(BTreeMap::values)
+        .filter(|c| failed(c))
+        .count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"apart check\" tests=\"{total}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"0\">"
+    );
+    for (policy, suite) in policies.iter().zip(&suites) {
+        let suite_failures = suite.values().filter(|c| failed(c)).count();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{suite_failures}\" errors=\"0\" skipped=\"0\" time=\"0\">",
+            escape(policy),
+            suite.len()
+        );
+        for case in suite.values() {
+            let line = case
+                .line
+                .map(|l| format!(" line=\"{l}\""))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\"{line} time=\"0\"",
+                escape(&case.name),
+                escape(policy),
+                escape(&case.file),
+            );
+            if case.findings.is_empty() {
+                out.push_str("/>\n");
+                continue;
+            }
+            out.push_str(">\n");
+            let errors: Vec<&&Reported> = case
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .collect();
+            if let Some(first) = errors.first() {
+                let codes: Vec<&str> = errors.iter().map(|f| f.code.as_str()).collect();
+                let body: String = errors.iter().map(|f| block(f)).collect();
+                let _ = writeln!(
+                    out,
+                    "      <failure message=\"{}\" type=\"{}\">{}</failure>",
+                    escape(&format!("{}: {}", first.code, first.message)),
+                    escape(&codes.join(",")),
+                    escape(&body)
+                );
+            }
+            let warnings: String = case
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+                .map(|f| block(f))
+                .collect();
+            if !warnings.is_empty() {
+                let _ = writeln!(out, "      <system-out>{}</system-out>", escape(&warnings));
+            }
+            out.push_str("    </testcase>\n");
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// One finding in a failure's or an output's text.
+fn block(f: &Reported) -> String {
+    let at = match (f.line, f.column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", f.file),
+        (Some(l), None) => format!("{}:{l}", f.file),
+        _ => f.file.clone(),
+    };
+    format!("{at}: [{}] at {}\n{}\n", f.code, f.path, f.message)
+}
+
+/// Text as XML character data or an attribute value: markup escaped, and characters XML 1.0
+/// cannot hold at all (control characters) replaced, so the document always parses.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("&#13;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_keeps_the_document_well_formed() {
+        assert_eq!(
+            escape("a<b & \"c\" 'd'\u{1}"),
+            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;\u{FFFD}"
+        );
+    }
+}
