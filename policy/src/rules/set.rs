@@ -27,6 +27,14 @@ pub struct SetMember {
     namespace: Option<(String, BTreeMap<String, String>)>,
 }
 
+impl SetMember {
+    /// The policies (indexes into [`PolicySet::policies`]) whose subjects it holds: what
+    /// tells a test suite that an object was judged by a rule, not skipped by it.
+    pub fn subjects(&self) -> &[usize] {
+        &self.subjects
+    }
+}
+
 /// The facts of a manifest set so far: members folded in as they come, in any order.
 #[derive(Debug, Clone, Default)]
 pub struct SetFacts {

@@ -78,13 +78,15 @@ pub fn contents(document: Document, file: &str) -> Result<Contents, InputError> 
         .and_then(Value::as_str)
         .is_some_and(|k| k.ends_with("List"))
         && value.get("items").is_some_and(Value::is_array);
-    if !is_list && value.get("apiVersion").is_none() && value.get("kind").is_none() {
-        if let Err(e) = check_object(&value, start) {
-            return Ok(Contents::Foreign(Unrendered {
-                position: e.position,
-                message: e.message,
-            }));
-        }
+    if !is_list
+        && value.get("apiVersion").is_none()
+        && value.get("kind").is_none()
+        && let Err(e) = check_object(&value, start)
+    {
+        return Ok(Contents::Foreign(Unrendered {
+            position: e.position,
+            message: e.message,
+        }));
     }
     let mut objects = Vec::new();
     if is_list {
