@@ -192,3 +192,44 @@ fn a_folder_without_suites_is_a_usage_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn folders_skip_hidden_ones_and_a_suite_sets_the_default_namespace() {
+    let dir = support::root().join("target/cli-tests/apart-test-walk");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join(".git")).expect("temp dir");
+    std::fs::create_dir_all(dir.join("visible")).expect("temp dir");
+    // Read, it would make the run invalid.
+    std::fs::write(dir.join(".git/apart-test.yaml"), "not: a suite\n").expect("write");
+    let pass = support::root().join("tests/suites/pass");
+    let suite = format!(
+        "apiVersion: apart.dev/v1alpha1\nkind: Test\nmetadata: {{name: prod}}\npolicies: [{}]\nmanifests: [{}]\ndefaultNamespace: prod\nresults:\n  - policy: db-apart-from-web\n    object: {{kind: Deployment, name: db}}\n    result: fail\n  - policy: db-apart-from-web\n    object: {{kind: Deployment, namespace: prod, name: db}}\n    result: fail\n  - policy: db-apart-from-web\n    object: {{kind: StatefulSet, namespace: default, name: db-replica}}\n    result: pass\n",
+        pass.join("policy.yaml").display(),
+        pass.join("manifests.yaml").display(),
+    );
+    std::fs::write(dir.join("visible/apart-test.yaml"), suite).expect("write");
+    let shown = dir.display().to_string();
+    let (code, text) = apart_test(&[&shown]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains(".git"), "{text}");
+    // Objects that name no namespace are in the suite's default namespace.
+    assert!(
+        text.contains("  PASS Deployment prod/db under db-apart-from-web: fail\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 suite: 1 passed, 0 failed; 3 cases: 3 passed, 0 failed\n"),
+        "{text}"
+    );
+    // The same expectation no longer finds the object once it is said to be in `default`.
+    let moved = std::fs::read_to_string(dir.join("visible/apart-test.yaml"))
+        .expect("read")
+        .replace("namespace: prod, name: db", "namespace: default, name: db");
+    std::fs::write(dir.join("visible/apart-test.yaml"), moved).expect("write");
+    let (code, text) = apart_test(&[&shown]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("$.results[1].object: no Deployment default/db in the manifests (objects that name no namespace are in prod)"),
+        "{text}"
+    );
+}
