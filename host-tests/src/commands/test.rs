@@ -746,20 +746,19 @@ fn cases(
             ),
         )]);
     }
+    let run = SuiteRun {
+        suite,
+        policies: &policies,
+        outcome: &outcome,
+        inputs: &listed.inputs,
+        seen: &seen,
+        default_namespace,
+    };
     let mut errors = Vec::new();
     let mut reports = Vec::new();
     for (i, expectation) in doc.results.iter().enumerate() {
         let at = root.name("results").index(i);
-        match case(
-            suite,
-            &at,
-            expectation,
-            &policies,
-            &outcome,
-            &listed.inputs,
-            &seen,
-            default_namespace,
-        ) {
+        match run.case(&at, expectation) {
             Ok(report) => reports.push(report),
             Err(mut e) => errors.append(&mut e),
         }
@@ -808,74 +807,84 @@ fn objects(
         .collect()
 }
 
-/// Judges one expectation, or says why it cannot be judged.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the suite's run, spelt out"
-)]
-fn case(
-    suite: &Suite,
-    at: &JsonPath,
-    expectation: &ExpectationDocument,
-    policies: &Policies,
-    outcome: &Outcome,
-    inputs: &[Input],
-    seen: &[Seen],
-    default_namespace: &str,
-) -> Result<CaseReport, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let policy_index = policies
-        .set
-        .policies()
-        .iter()
-        .position(|p| p.name == expectation.policy);
-    if policy_index.is_none() {
-        let names: Vec<&str> = policies
+/// A suite after its run: what its expectations are judged against.
+struct SuiteRun<'a> {
+    suite: &'a Suite,
+    policies: &'a Policies,
+    outcome: &'a Outcome,
+    inputs: &'a [Input],
+    seen: &'a [Seen],
+    default_namespace: &'a str,
+}
+
+impl SuiteRun<'_> {
+    /// Judges one expectation (at `at` in the suite), or says why it cannot be judged.
+    fn case(
+        &self,
+        at: &JsonPath,
+        expectation: &ExpectationDocument,
+    ) -> Result<CaseReport, Vec<Diagnostic>> {
+        let SuiteRun {
+            suite,
+            policies,
+            outcome,
+            inputs,
+            seen,
+            default_namespace,
+        } = *self;
+        let mut errors = Vec::new();
+        let policy_index = policies
             .set
             .policies()
             .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        errors.push(suite.error(
-            &at.name("policy"),
-            format!(
-                "no policy named {:?} is loaded by this suite; its policies are: {}",
-                expectation.policy,
-                names.join(", ")
-            ),
-        ));
-    }
-    let matching: Vec<&Seen> = seen
-        .iter()
-        .filter(|s| s.selected_by(&expectation.object, default_namespace))
-        .collect();
-    let wanted = selector_text(&expectation.object, default_namespace);
-    let object = match matching.as_slice() {
-        [one] => Some(*one),
-        [] => {
-            let mut held: Vec<String> = seen
+            .position(|p| p.name == expectation.policy);
+        if policy_index.is_none() {
+            let names: Vec<&str> = policies
+                .set
+                .policies()
                 .iter()
-                .take(10)
-                .map(|s| s.resolved().to_string())
+                .map(|p| p.name.as_str())
                 .collect();
-            if seen.len() > held.len() {
-                held.push(format!("and {} more", seen.len() - held.len()));
-            }
             errors.push(suite.error(
+                &at.name("policy"),
+                format!(
+                    "no policy named {:?} is loaded by this suite; its policies are: {}",
+                    expectation.policy,
+                    names.join(", ")
+                ),
+            ));
+        }
+        let matching: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| s.selected_by(&expectation.object, default_namespace))
+            .collect();
+        let wanted = selector_text(&expectation.object, default_namespace);
+        let object = match matching.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                let mut held: Vec<String> = seen
+                    .iter()
+                    .take(10)
+                    .map(|s| s.resolved().to_string())
+                    .collect();
+                if seen.len() > held.len() {
+                    held.push(format!("and {} more", seen.len() - held.len()));
+                }
+                errors.push(suite.error(
                 &at.name("object"),
                 format!(
                     "no {wanted} in the manifests (objects that name no namespace are in {default_namespace}); they hold: {}",
                     held.join(", ")
                 ),
             ));
-            None
-        }
-        several => {
-            let places: Vec<String> = several
-                .iter()
-                .map(|s| format!("{} {}:{}", s.object.api_version, s.file, s.line))
-                .collect();
-            errors.push(suite.error(
+                None
+            }
+            several => {
+                let places: Vec<String> = several
+                    .iter()
+                    .map(|s| format!("{} {}:{}", s.object.api_version, s.file, s.line))
+                    .collect();
+                errors.push(suite.error(
                 &at.name("object"),
                 format!(
                     "{} objects are {wanted} ({}): name the apiVersion, or keep one of them in the manifests",
@@ -883,98 +892,102 @@ fn case(
                     places.join(", ")
                 ),
             ));
-            None
-        }
-    };
-    let fixed = match &expectation.fixed {
-        None => None,
-        Some(name) => {
-            let path = suite.resolve(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Some((path.display().to_string(), text)),
-                Err(e) => {
-                    errors.push(suite.error(&at.name("fixed"), format!("{}: {e}", path.display())));
-                    None
+                None
+            }
+        };
+        let fixed = match &expectation.fixed {
+            None => None,
+            Some(name) => {
+                let path = suite.resolve(name);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some((path.display().to_string(), text)),
+                    Err(e) => {
+                        errors.push(
+                            suite.error(&at.name("fixed"), format!("{}: {e}", path.display())),
+                        );
+                        None
+                    }
                 }
             }
+        };
+        let (Some(policy_index), Some(object)) = (policy_index, object) else {
+            return Err(errors);
+        };
+        if !errors.is_empty() {
+            return Err(errors);
         }
-    };
-    let (Some(policy_index), Some(object)) = (policy_index, object) else {
-        return Err(errors);
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let findings: Vec<Reported> = outcome
-        .findings
-        .iter()
-        .filter(|f| f.manifest == Some(object.index) && f.policy == expectation.policy)
-        .cloned()
-        .collect();
-    let result = if !object.subjects.contains(&policy_index) {
-        Verdict::Skip
-    } else if findings.iter().any(|f| f.severity == Severity::Error) {
-        Verdict::Fail
-    } else {
-        Verdict::Pass
-    };
-    let mut codes: Vec<Code> = findings.iter().map(|f| f.code).collect();
-    codes.sort();
-    codes.dedup();
-    let expected_codes = expectation.codes.as_ref().map(|c| {
-        let mut c = c.clone();
-        c.sort();
-        c.dedup();
-        c
-    });
-    let mut mismatches = Vec::new();
-    if expectation.result != result {
-        mismatches.push(Mismatch::Result {
-            expected: expectation.result,
-            actual: result,
+        let findings: Vec<Reported> = outcome
+            .findings
+            .iter()
+            .filter(|f| f.manifest == Some(object.index) && f.policy == expectation.policy)
+            .cloned()
+            .collect();
+        let result = if !object.subjects.contains(&policy_index) {
+            Verdict::Skip
+        } else if findings.iter().any(|f| f.severity == Severity::Error) {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        };
+        let mut codes: Vec<Code> = findings.iter().map(|f| f.code).collect();
+        codes.sort();
+        codes.dedup();
+        let expected_codes = expectation.codes.as_ref().map(|c| {
+            let mut c = c.clone();
+            c.sort();
+            c.dedup();
+            c
         });
-    }
-    if let Some(expected) = &expected_codes
-        && *expected != codes
-    {
-        mismatches.push(Mismatch::Codes {
-            expected: expected.clone(),
-            actual: codes.clone(),
-        });
-    }
-    if let Some((file, expected_text)) = &fixed {
-        let actual_text = fixed_document(inputs, outcome, object.index).map_err(|e| vec![e])?;
-        let (expected_text, actual_text) = (comparable(expected_text), comparable(&actual_text));
-        if expected_text != actual_text {
-            let diff = similar::TextDiff::from_lines(&expected_text, &actual_text)
-                .unified_diff()
-                .header(&format!("{file} (expected)"), "apart fix (actual)")
-                .to_string();
-            mismatches.push(Mismatch::Fixed {
-                file: file.clone(),
-                diff,
+        let mut mismatches = Vec::new();
+        if expectation.result != result {
+            mismatches.push(Mismatch::Result {
+                expected: expectation.result,
+                actual: result,
             });
         }
+        if let Some(expected) = &expected_codes
+            && *expected != codes
+        {
+            mismatches.push(Mismatch::Codes {
+                expected: expected.clone(),
+                actual: codes.clone(),
+            });
+        }
+        if let Some((file, expected_text)) = &fixed {
+            let actual_text = fixed_document(inputs, outcome, object.index).map_err(|e| vec![e])?;
+            let (expected_text, actual_text) =
+                (comparable(expected_text), comparable(&actual_text));
+            if expected_text != actual_text {
+                let diff = similar::TextDiff::from_lines(&expected_text, &actual_text)
+                    .unified_diff()
+                    .header(&format!("{file} (expected)"), "apart fix (actual)")
+                    .to_string();
+                mismatches.push(Mismatch::Fixed {
+                    file: file.clone(),
+                    diff,
+                });
+            }
+        }
+        Ok(CaseReport {
+            policy: expectation.policy.clone(),
+            object: expectation.object.clone(),
+            resolved: object.resolved(),
+            object_file: object.file.clone(),
+            object_line: object.line,
+            line: suite.line(at),
+            expected: Expected {
+                result: expectation.result,
+                codes: expected_codes,
+                fixed: fixed.map(|(file, _)| file),
+            },
+            actual: Actual {
+                result,
+                codes,
+                findings,
+            },
+            mismatches,
+        })
     }
-    Ok(CaseReport {
-        policy: expectation.policy.clone(),
-        object: expectation.object.clone(),
-        resolved: object.resolved(),
-        object_file: object.file.clone(),
-        object_line: object.line,
-        line: suite.line(at),
-        expected: Expected {
-            result: expectation.result,
-            codes: expected_codes,
-            fixed: fixed.map(|(file, _)| file),
-        },
-        actual: Actual {
-            result,
-            codes,
-            findings,
-        },
-        mismatches,
-    })
 }
 
 /// What `apart fix` prints for the document holding an object: the document's share of its
