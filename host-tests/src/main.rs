@@ -1,6 +1,7 @@
 //! `apart`: keep critical subsystems on different failure domains.
 //!
-//! Exit codes: 0 no error findings; 1 error findings; 2 bad input or usage.
+//! Exit codes: 0 no error findings; 1 error findings; 2 bad input or usage (`apart test`: 0
+//! every case passes; 1 a case fails; 2 a suite is invalid).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -156,6 +157,9 @@ enum Command {
         #[arg(short, long, value_name = "DIR")]
         output: PathBuf,
     },
+    /// Run policy test suites (`apart-test.yaml`): expected results per object and policy,
+    /// a diff where they differ (exit 1 when a case fails, 2 when a suite is invalid).
+    Test(apart_host::commands::test::TestArgs),
     /// Print the manifests repaired by the mutate rules.
     Fix {
         #[command(flatten)]
@@ -398,6 +402,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
         }
         Command::Audit(args) => apart_host::commands::audit::run(&args, &mut stdout),
         Command::Simulate(args) => apart_host::commands::simulate::run(&args, &mut stdout),
+        Command::Test(args) => apart_host::commands::test::run(&args, &mut stdout),
         Command::Push {
             module,
             target,

@@ -967,7 +967,7 @@ fn collect(
                             line: object.line,
                             accepted: object.accepted,
                             mutated: object.changed,
-                            subject_of: object.member.subject_of().to_vec(),
+                            subject_of: object.member.subjects().to_vec(),
                             object: object.object,
                         });
                     }

@@ -1,5 +1,6 @@
 //! The commands that are more than argument plumbing: `check` and `fix` over manifest sets,
-//! `run` of one AdmissionReview, `audit` of a cluster snapshot and `simulate` of a pod.
+//! `run` of one AdmissionReview, `audit` of a cluster snapshot, `simulate` of a pod and `test`
+//! of policy test suites.
 //!
 //! Each reads its input, calls the module (through [`crate::host`]) or the engine, and
 //! renders; the rules and their semantics live in `apart-policy`.
@@ -9,3 +10,4 @@ pub mod check;
 pub mod fix;
 pub mod run;
 pub mod simulate;
+pub mod test;

@@ -28,8 +28,9 @@ pub struct SetMember {
 }
 
 impl SetMember {
-    /// The policies (their indices in the set) whose subjects the manifest holds.
-    pub fn subject_of(&self) -> &[usize] {
+    /// The policies (indexes into [`PolicySet::policies`]) whose subjects it holds: what
+    /// tells a test suite that an object was judged by a rule, not skipped by it.
+    pub fn subjects(&self) -> &[usize] {
         &self.subjects
     }
 }
