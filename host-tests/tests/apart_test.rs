@@ -233,3 +233,34 @@ fn folders_skip_hidden_ones_and_a_suite_sets_the_default_namespace() {
         "{text}"
     );
 }
+
+#[test]
+fn junit_reports_every_case_failures_and_invalid_suites() {
+    let (code, xml) = apart_test(&["tests/suites", "--output", "junit"]);
+    assert_eq!(code, Some(2), "an invalid suite decides");
+    let doc = roxmltree::Document::parse(&xml).expect("one well-formed XML document");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let count = |node: roxmltree::Node<'_, '_>, tag: &str| {
+        node.descendants().filter(|n| n.has_tag_name(tag)).count()
+    };
+    let attr = |name: &str| root.attribute(name).and_then(|v| v.parse::<usize>().ok());
+    assert_eq!(attr("tests"), Some(count(root, "testcase")));
+    assert_eq!(attr("failures"), Some(count(root, "failure")));
+    assert_eq!(attr("errors"), Some(count(root, "error")));
+    // The same cases as the text report: one per expectation, and the mismatch suite fails.
+    let (_, text) = apart_test(&["tests/suites"]);
+    let cases_in_text = text
+        .lines()
+        .filter(|l| l.starts_with("  PASS ") || l.starts_with("  FAIL "))
+        .count();
+    assert_eq!(
+        count(root, "testcase") - count(root, "error"),
+        cases_in_text
+    );
+    let mismatch = root
+        .children()
+        .find(|n| n.attribute("name") == Some("mismatch"))
+        .expect("the mismatch suite");
+    assert!(count(mismatch, "failure") >= 1);
+}

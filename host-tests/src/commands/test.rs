@@ -82,6 +82,8 @@ pub struct TestArgs {
 pub enum TestFormat {
     /// A `PASS`/`FAIL` line per case, expected against actual under each failing one.
     Text,
+    /// JUnit XML: a test suite per suite file, a test case per expectation.
+    Junit,
 }
 
 /// What an expectation says of an object under a policy.
@@ -329,18 +331,18 @@ pub fn run(args: &TestArgs, stdout: &mut dyn Write) -> Result<u8, Diagnostic> {
     let mut report = TestReport::default();
     for file in &files {
         let suite = run_suite(&module, file, jobs);
-        match args.output {
-            TestFormat::Text => stdout
+        if args.output == TestFormat::Text {
+            stdout
                 .write_all(suite_text(&suite).as_bytes())
-                .map_err(io)?,
+                .map_err(io)?;
         }
         report.suites.push(suite);
     }
-    match args.output {
-        TestFormat::Text => stdout
-            .write_all(summary_text(&report.counts()).as_bytes())
-            .map_err(io)?,
-    }
+    let end = match args.output {
+        TestFormat::Text => summary_text(&report.counts()),
+        TestFormat::Junit => crate::output::junit::render_tests(&report),
+    };
+    stdout.write_all(end.as_bytes()).map_err(io)?;
     stdout.flush().map_err(io)?;
     Ok(report.exit_code())
 }

@@ -5,6 +5,8 @@
 //! and line, so a report reads "policy X: Deployment ns/name passed/failed". Error findings
 //! fail the case; warnings are not failures and go to the case's `system-out`. Findings about
 //! the manifest set as a whole (`peers-not-found`) form one more case of their policy.
+//!
+//! `apart test` reports the same way: a suite per suite file, a case per expectation.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +14,7 @@ use std::fmt::Write as _;
 use apart_policy::Severity;
 
 use crate::commands::check::{Outcome, Reported};
+use crate::commands::test::{Mismatch, SuiteResult, TestReport, Verdict};
 
 /// One (object, policy) case.
 #[derive(Default)]
@@ -140,6 +143,102 @@ pub fn render(outcome: &Outcome, policies: &[String], files: &[String]) -> Strin
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// The JUnit document of `apart test`: a test suite per suite file, a test case per
+/// expectation (failing with what differs); a suite that cannot run is one erroring case.
+pub fn render_tests(report: &TestReport) -> String {
+    let counts = report.counts();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"apart test\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" time=\"0\">",
+        counts.passed + counts.failed + counts.invalid,
+        counts.failed,
+        counts.invalid
+    );
+    for suite in &report.suites {
+        let name = escape(suite.name.as_deref().unwrap_or(&suite.file));
+        match &suite.result {
+            SuiteResult::Invalid(errors) => {
+                let _ = writeln!(
+                    out,
+                    "  <testsuite name=\"{name}\" file=\"{}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0\">",
+                    escape(&suite.file)
+                );
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "    <testcase name=\"the suite\" classname=\"{name}\" file=\"{}\" time=\"0\">\n      <error message=\"the suite is invalid\" type=\"invalid-suite\">{}</error>\n    </testcase>",
+                    escape(&suite.file),
+                    escape(&text.join("\n"))
+                );
+            }
+            SuiteResult::Ran(cases) => {
+                let failures = cases.iter().filter(|c| !c.passed()).count();
+                let _ = writeln!(
+                    out,
+                    "  <testsuite name=\"{name}\" file=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"0\">",
+                    escape(&suite.file),
+                    cases.len()
+                );
+                for case in cases {
+                    let _ = write!(
+                        out,
+                        "    <testcase name=\"{}\" classname=\"{name}\" file=\"{}\" line=\"{}\" time=\"0\"",
+                        escape(&format!("{} ({})", case.resolved, case.policy)),
+                        escape(&suite.file),
+                        case.line
+                    );
+                    if case.passed() {
+                        out.push_str("/>\n");
+                        continue;
+                    }
+                    let what: Vec<String> = case.mismatches.iter().map(mismatch).collect();
+                    let findings: String = case.actual.findings.iter().map(block).collect();
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"{}\" type=\"mismatch\">{}</failure>\n    </testcase>",
+                        escape(what.first().map_or("", |w| w.lines().next().unwrap_or(""))),
+                        escape(&format!("{}\n{findings}", what.join("\n")))
+                    );
+                }
+            }
+        }
+        if !suite.notes.is_empty() {
+            let _ = writeln!(
+                out,
+                "    <system-out>{}</system-out>",
+                escape(&suite.notes.join("\n"))
+            );
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// What one difference says.
+fn mismatch(m: &Mismatch) -> String {
+    let verdict = |v: &Verdict| {
+        serde_json::to_value(v)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let codes =
+        |c: &[apart_policy::Code]| c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+    match m {
+        Mismatch::Result { expected, actual } => {
+            format!("expected {}, found {}", verdict(expected), verdict(actual))
+        }
+        Mismatch::Codes { expected, actual } => format!(
+            "expected codes [{}], found [{}]",
+            codes(expected),
+            codes(actual)
+        ),
+        Mismatch::Fixed { file, diff } => format!("apart fix prints other than {file}:\n{diff}"),
+    }
 }
 
 /// One finding in a failure's or an output's text.
