@@ -441,12 +441,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
         Command::Check { common, output } => {
             // The CI formats describe the whole run, and SARIF carries the repairs.
             let (policies, inputs, outcome) = evaluate(&common, true, None)?;
-            let names: Vec<String> = policies
-                .set
-                .policies()
-                .iter()
-                .map(|p| p.name.clone())
-                .collect();
+            let names = policies.set.names();
             let text = match output {
                 output::Format::Sarif => {
                     let root = std::env::current_dir().map_err(io)?;

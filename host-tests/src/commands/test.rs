@@ -733,12 +733,7 @@ fn cases(
         )]);
     }
     if seen.iter().all(|s| s.subjects.is_empty()) {
-        let names: Vec<&str> = policies
-            .set
-            .policies()
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
+        let names = policies.set.names();
         return Err(vec![suite.error(
             &root.name("manifests"),
             format!(
@@ -833,12 +828,7 @@ impl SuiteRun<'_> {
             .iter()
             .position(|p| p.name == expectation.policy);
         if policy_index.is_none() {
-            let names: Vec<&str> = policies
-                .set
-                .policies()
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
+            let names = policies.set.names();
             errors.push(suite.error(
                 &at.name("policy"),
                 format!(

@@ -26,7 +26,7 @@ struct Case<'a> {
 }
 
 /// The JUnit document of a run; `policies` are the policies' names in order.
-pub fn render(outcome: &Outcome, policies: &[String], files: &[String]) -> String {
+pub fn render(outcome: &Outcome, policies: &[&str], files: &[String]) -> String {
     // Per policy, its cases in input order: keyed by the object's index, the manifest set's
     // own case last.
     let mut suites: Vec<BTreeMap<usize, Case<'_>>> =

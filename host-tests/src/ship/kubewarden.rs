@@ -171,11 +171,7 @@ pub fn metadata_for(policies: &PolicySet) -> Metadata {
 
 /// The metadata `apart build --mode` writes for a policy set.
 pub fn metadata_for_mode(policies: &PolicySet, mode: Mode) -> Metadata {
-    let names: Vec<&str> = policies
-        .policies()
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let names = policies.names();
     // Gatekeeper mode only validates (Gatekeeper mutates with Assign resources instead).
     let mutating = mode == Mode::KubewardenWapc
         && policies

@@ -479,6 +479,11 @@ impl PolicySet {
         &self.policies
     }
 
+    /// The policies' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.policies.iter().map(|p| p.name.as_str()).collect()
+    }
+
     /// Every value target, with the index of its policy.
     pub fn value_targets(&self) -> Vec<(usize, &ValueTarget)> {
         self.policies
