@@ -11,9 +11,11 @@
 //!   every test), clippy (`-D warnings`, host and wasm), then every test against the modules
 //!   just built. One release profile throughout, so wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
-//! - `bench`: build, then the benchmarks, each printing its table beside its floor: the
-//!   engine's admission path (`policy/benches/validate.rs`) and the CLI on generated manifest
-//!   sets (`host-tests/benches/cli.rs`).
+//! - `bench`: build, then the benchmarks, each printing its table beside its floor: every
+//!   admission path in one table (`host-tests/benches/admission/`: the native engine, the
+//!   module warm and fresh as policy-server runs it, an empty guest, the generated Rego under
+//!   regorus and the real OPA engine beside a hand-written Rego) and the CLI on generated
+//!   manifest sets (`host-tests/benches/cli.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -356,9 +358,68 @@ fn demo() -> Result {
     Ok(())
 }
 
+/// The empty waPC guest the admission bench measures the instantiation floor with.
+fn build_empty_guest() -> Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "--package",
+        GUEST,
+        "--example",
+        "empty_guest",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        WASM_PROFILE,
+    ]))?;
+    Ok(root()
+        .join("target")
+        .join(WASM_TARGET)
+        .join(WASM_PROFILE)
+        .join("examples/empty_guest.wasm"))
+}
+
+/// The real OPA engine as a C library, pinned: the PyPI wheel `opa-golib-python-bindings`
+/// ships OPA 1.20's Go engine as `libopabridge.so` (it needs only libc). Unpacked into
+/// `target/opa-go`; the admission bench's OPA rows use it.
+const OPA_GO_WHEEL: &str = "opa-golib-python-bindings==0.4.4";
+
+fn opa_go_library() -> Result {
+    let dir = root().join("target/opa-go");
+    if dir.join("opa_bindings/libopabridge.so").is_file() {
+        return Ok(());
+    }
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--python-version",
+            "3.14",
+        ])
+        .args(["--only-binary=:all:", OPA_GO_WHEEL, "--dest"])
+        .arg(&dir))?;
+    let wheel = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| path.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("pip left no wheel in {}", dir.display()))?;
+    // A wheel is a zip file; Python's own zipfile module unpacks it (no `unzip` needed).
+    run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&dir))
+}
+
 fn bench() -> Result {
     build()?;
-    run(cargo_with_module().args(["bench", "--package", "apart-policy", "--bench", "validate"]))?;
+    let empty_guest = build_empty_guest()?;
+    if let Err(e) = opa_go_library() {
+        eprintln!("xtask: the real OPA engine is not available ({e}); its rows are left out");
+    }
+    run(cargo_with_module()
+        .env("APART_EMPTY_GUEST", empty_guest)
+        .args(["bench", "--package", "apart", "--bench", "admission"]))?;
     run(cargo_with_module().args(["bench", "--package", "apart", "--bench", "cli"]))
 }
 
