@@ -13,7 +13,7 @@
 //! name.
 //!
 //! Baked policies: `apart build` writes policies into a copy of this module (the
-//! [`BAKED`] region of its data section), so that a module deployed with `settings: {}`
+//! region [`apart_policy::rules::baked`] describes), so that a module deployed with `settings: {}`
 //! enforces them. Settings that carry policies replace the baked ones.
 //!
 //! Every failure is an answer (a rejection or an invalid-settings response), never a waPC
@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, FINDINGS_ANNOTATION, ValidationRequest, Verdict};
 use apart_policy::placement::colocation::KubernetesHost;
-use apart_policy::rules::baked::BakedRegion;
+use apart_policy::rules::baked;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use wapc_guest::{CallResult, register_function};
@@ -57,10 +57,6 @@ fn with_policies<T>(settings: &[u8], f: impl FnOnce(&Result<PolicySet, String>) 
     })
 }
 
-/// Where `apart build` writes baked policies (see [`apart_policy::rules::baked`]).
-#[used]
-static BAKED: BakedRegion = BakedRegion::EMPTY;
-
 /// Compiles the settings; settings that name no policy (absent, `null`, `{}`, `{"policies":
 /// []}`) stand for the baked policies. The settings are read once either way.
 fn compile(settings: &[u8]) -> Result<PolicySet, String> {
@@ -70,7 +66,7 @@ fn compile(settings: &[u8]) -> Result<PolicySet, String> {
     if !set.is_empty() {
         return Ok(set);
     }
-    match BAKED.settings() {
+    match baked::settings() {
         Some(bytes) => PolicySet::from_settings(&bytes)
             .map_err(|e| format!("the baked policies cannot be read: {e}")),
         None => Err(

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Where `cargo xtask build` leaves the waPC module, relative to the workspace.
-pub const BUILT_MODULE: &str = "target/wasm32-wasip1/wasm/apart_wasm.wasm";
+pub const BUILT_MODULE: &str = "target/wasm/apart_wasm.wasm";
 /// Where `cargo xtask build` leaves the OPA-ABI module, relative to the workspace.
 pub const BUILT_OPA_MODULE: &str = "target/opa/apart_opa.wasm";
 

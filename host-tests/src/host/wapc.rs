@@ -451,6 +451,9 @@ impl PolicyModule {
     pub fn with_deadline(wasm: &[u8], deadline: Duration) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        if std::env::var_os("APART_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let module = crate::host::cache::compile(&engine, wasm)
             .map_err(|e| anyhow::anyhow!("cannot compile the module: {e}"))?;

@@ -2,18 +2,22 @@
 //! `io.kubewarden.metadata` custom section (as `kwctl annotate` writes it), and the resources
 //! that deploy the result (`ClusterAdmissionPolicy`, `artifacthub-pkg.yml`).
 //!
-//! Baking needs no Rust toolchain: the module carries an empty, fixed-size region (see
-//! `apart_policy::rules::baked`) that is overwritten in place, so the module's structure does
-//! not change; the metadata is an appended custom section. Both are read back by
+//! Baking needs no Rust toolchain: the module carries a small header naming a buffer in its
+//! memory (see `apart_policy::rules::baked`), and baking writes the policies there: in place
+//! when the module's data holds the buffer, else as one added data segment that fills it at
+//! instantiation; the metadata is an appended custom section. Both are read back by
 //! [`inspect`].
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
-use apart_policy::rules::baked::{CAPACITY as BAKED_CAPACITY, MAGIC as BAKED_MAGIC};
+use apart_policy::rules::baked::{
+    BUFFER_BYTES as BAKED_BUFFER_BYTES, CAPACITY as BAKED_CAPACITY, MAGIC as BAKED_MAGIC,
+};
 use apart_policy::{Action, PolicySet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::ship::wasm_binary::{self, NotWasm, custom_section, with_custom_section};
 
 /// The custom section policy-server reads the metadata from.
 pub const METADATA_SECTION: &str = "io.kubewarden.metadata";
@@ -25,7 +29,7 @@ pub const SOURCE_URL: &str = "https://github.com/apart-dev/apart";
 pub enum PackageError {
     /// Not a WebAssembly binary, or a truncated one.
     #[error("not a WebAssembly module: {0}")]
-    NotWasm(String),
+    NotWasm(#[from] NotWasm),
     /// The module has no (or more than one) baking region: not apart's waPC module.
     #[error(
         "this module has {0} baked-policy regions (expected 1): pass apart's own Kubewarden module"
@@ -256,138 +260,42 @@ fn usage(policies: &PolicySet) -> String {
     out
 }
 
-fn read_leb_u32(bytes: &[u8], at: &mut usize) -> Result<u32, PackageError> {
-    let mut result: u32 = 0;
-    for shift in (0..35).step_by(7) {
-        let byte = *bytes
-            .get(*at)
-            .ok_or_else(|| PackageError::NotWasm("truncated LEB128 number".to_owned()))?;
-        *at += 1;
-        result |= u32::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(result);
-        }
-    }
-    Err(PackageError::NotWasm("LEB128 number too long".to_owned()))
-}
-
-fn write_leb_u32(out: &mut Vec<u8>, mut value: u32) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// A section of a module: its id, the byte range of the whole section, and for custom
-/// sections their name and payload range.
-struct Section {
-    whole: Range<usize>,
-    custom: Option<(String, Range<usize>)>,
-}
-
-fn sections(module: &[u8]) -> Result<Vec<Section>, PackageError> {
-    if module.get(..8) != Some(b"\0asm\x01\0\0\0") {
-        return Err(PackageError::NotWasm(
-            "it does not start with the WebAssembly header (\\0asm, version 1)".to_owned(),
-        ));
-    }
-    let mut at = 8;
-    let mut out = Vec::new();
-    while at < module.len() {
-        let start = at;
-        let id = module.get(at).copied().unwrap_or_default();
-        at += 1;
-        let size = read_leb_u32(module, &mut at)? as usize;
-        let content = at..at + size;
-        if content.end > module.len() {
-            return Err(PackageError::NotWasm(format!(
-                "section at byte {start} runs past the end of the file"
-            )));
-        }
-        let custom = if id == 0 {
-            let mut name_at = content.start;
-            let len = read_leb_u32(module, &mut name_at)? as usize;
-            let name = module
-                .get(name_at..name_at + len)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or_else(|| PackageError::NotWasm("bad custom section name".to_owned()))?;
-            Some((name.to_owned(), name_at + len..content.end))
-        } else {
-            None
-        };
-        at = content.end;
-        out.push(Section {
-            whole: start..at,
-            custom,
-        });
-    }
-    Ok(out)
-}
-
-/// The payload of the custom section `name`, if present.
-pub fn custom_section<'m>(module: &'m [u8], name: &str) -> Result<Option<&'m [u8]>, PackageError> {
-    Ok(sections(module)?
-        .into_iter()
-        .find_map(|s| s.custom.filter(|(n, _)| n == name))
-        .and_then(|(_, range)| module.get(range)))
-}
-
-/// The module with every custom section `name` replaced by one holding `payload`.
-pub fn with_custom_section(
-    module: &[u8],
-    name: &str,
-    payload: &[u8],
-) -> Result<Vec<u8>, PackageError> {
-    let mut out = Vec::with_capacity(module.len() + payload.len() + 64);
-    out.extend_from_slice(module.get(..8).unwrap_or_default());
-    for s in sections(module)? {
-        if s.custom.as_ref().is_some_and(|(n, _)| n == name) {
-            continue;
-        }
-        out.extend_from_slice(module.get(s.whole).unwrap_or_default());
-    }
-    let mut content = Vec::new();
-    write_leb_u32(&mut content, u32::try_from(name.len()).unwrap_or(u32::MAX));
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
-    out.push(0);
-    write_leb_u32(&mut out, u32::try_from(content.len()).unwrap_or(u32::MAX));
-    out.extend_from_slice(&content);
-    Ok(out)
-}
-
-/// Where the baking region starts (at its length field), after checking there is one.
-fn baking_region(module: &[u8]) -> Result<usize, PackageError> {
+/// Where the module's baking buffer is in linear memory: the address its header (found by
+/// [`BAKED_MAGIC`], exactly once) gives.
+fn baking_buffer(module: &[u8]) -> Result<u32, PackageError> {
     let hits: Vec<usize> = module
         .windows(BAKED_MAGIC.len())
         .enumerate()
         .filter(|(_, w)| *w == BAKED_MAGIC)
         .map(|(i, _)| i + BAKED_MAGIC.len())
         .collect();
-    match hits.as_slice() {
-        [at] if *at + 4 + BAKED_CAPACITY <= module.len() => Ok(*at),
-        _ => Err(PackageError::NoBakingRegion(hits.len())),
-    }
+    let address = match hits.as_slice() {
+        [at] => module
+            .get(*at..*at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok()),
+        _ => None,
+    };
+    address
+        .map(u32::from_le_bytes)
+        .ok_or(PackageError::NoBakingRegion(hits.len()))
 }
 
 /// The settings JSON baked into a module, if any.
 pub fn baked_settings(module: &[u8]) -> Result<Option<Value>, PackageError> {
-    let at = baking_region(module)?;
-    let len_bytes: [u8; 4] = module
-        .get(at..at + 4)
+    let address = baking_buffer(module)?;
+    let Some(buffer) = wasm_binary::data_at(module, address)? else {
+        return Ok(None);
+    };
+    let len_bytes: [u8; 4] = buffer
+        .get(..4)
         .and_then(|b| b.try_into().ok())
         .unwrap_or_default();
     let len = u32::from_le_bytes(len_bytes) as usize;
     if len == 0 {
         return Ok(None);
     }
-    let bytes = module
-        .get(at + 4..at + 4 + len.min(BAKED_CAPACITY))
+    let bytes = buffer
+        .get(4..4 + len.min(BAKED_CAPACITY))
         .unwrap_or_default();
     serde_json::from_slice(bytes)
         .map(Some)
@@ -406,20 +314,20 @@ pub fn bake_for(module: &[u8], policies: &PolicySet, mode: Mode) -> Result<Vec<u
     if settings.len() > BAKED_CAPACITY {
         return Err(PackageError::TooLarge(settings.len()));
     }
-    let at = baking_region(module)?;
-    let mut out = module.to_vec();
+    let address = baking_buffer(module)?;
     let len = u32::try_from(settings.len()).unwrap_or(u32::MAX);
-    if let Some(slot) = out.get_mut(at..at + 4) {
-        slot.copy_from_slice(&len.to_le_bytes());
+    let mut buffer = Vec::with_capacity(BAKED_BUFFER_BYTES);
+    buffer.extend_from_slice(&len.to_le_bytes());
+    buffer.extend_from_slice(&settings);
+    // A buffer the module's data already holds (the OPA-ABI module's) is rewritten whole, so
+    // that baking again leaves nothing of the policies baked before; a buffer in `.bss` (the
+    // waPC module's) gets a segment of just what is baked.
+    if wasm_binary::data_at(module, address)?.is_some_and(|held| held.len() >= BAKED_BUFFER_BYTES) {
+        buffer.resize(BAKED_BUFFER_BYTES, 0);
     }
-    if let Some(slot) = out.get_mut(at + 4..at + 4 + BAKED_CAPACITY) {
-        slot.fill(0);
-        if let Some(head) = slot.get_mut(..settings.len()) {
-            head.copy_from_slice(&settings);
-        }
-    }
+    let out = wasm_binary::with_data_at(module, address, &buffer)?;
     let metadata = serde_json::to_vec(&metadata_for_mode(policies, mode)).unwrap_or_default();
-    with_custom_section(&out, METADATA_SECTION, &metadata)
+    Ok(with_custom_section(&out, METADATA_SECTION, &metadata)?)
 }
 
 /// The metadata of a module, if it is annotated.
@@ -555,29 +463,5 @@ mod tests {
         assert_eq!(resource_of("Policy"), "policies");
         assert_eq!(resource_of("Gateway"), "gateways");
         assert_eq!(resource_of("Ingress"), "ingresses");
-    }
-
-    #[test]
-    fn custom_sections_are_replaced_not_duplicated() {
-        let module = b"\0asm\x01\0\0\0".to_vec();
-        let once = with_custom_section(&module, "x", b"1").unwrap();
-        let twice = with_custom_section(&once, "x", b"22").unwrap();
-        assert_eq!(custom_section(&twice, "x").unwrap(), Some(&b"22"[..]));
-        assert_eq!(sections(&twice).unwrap().len(), 1);
-        assert!(matches!(
-            custom_section(b"garbage!", "x"),
-            Err(PackageError::NotWasm(_))
-        ));
-    }
-
-    #[test]
-    fn leb128_round_trips() {
-        for v in [0, 1, 127, 128, 300, 65_536, u32::MAX] {
-            let mut out = Vec::new();
-            write_leb_u32(&mut out, v);
-            let mut at = 0;
-            assert_eq!(read_leb_u32(&out, &mut at).unwrap(), v);
-            assert_eq!(at, out.len());
-        }
     }
 }

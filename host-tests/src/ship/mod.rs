@@ -5,3 +5,4 @@
 pub mod gatekeeper;
 pub mod kubewarden;
 pub mod oci;
+pub mod wasm_binary;

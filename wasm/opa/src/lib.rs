@@ -18,15 +18,11 @@
 use apart_policy::Finding;
 use apart_policy::PolicySet;
 use apart_policy::admission::{self, ValidationRequest};
-use apart_policy::rules::baked::BakedRegion;
+use apart_policy::rules::baked;
 use serde_json::{Map, Value, json};
 
 #[cfg(target_arch = "wasm32")]
 pub mod abi;
-
-/// Where `apart build --mode gatekeeper` writes baked policies (see [`apart_policy::rules::baked`]).
-#[used]
-static BAKED: BakedRegion = BakedRegion::EMPTY;
 
 /// The name of entrypoint 0, as `entrypoints()` reports it.
 pub const ENTRYPOINT: &str = "apart/violation";
@@ -90,7 +86,7 @@ pub fn messages(input: Option<&Value>) -> Vec<String> {
     {
         Some(Ok(set)) if !set.is_empty() => set,
         Some(Err(e)) => return vec![format!("apart: invalid parameters: {e}")],
-        _ => match BAKED.settings().map(|b| PolicySet::from_settings(&b)) {
+        _ => match baked::settings().map(|b| PolicySet::from_settings(&b)) {
             Some(Ok(set)) if !set.is_empty() => set,
             Some(Err(e)) => return vec![format!("apart: the baked policies cannot be read: {e}")],
             _ => {
