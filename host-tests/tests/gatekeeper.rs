@@ -42,7 +42,7 @@ type Codes = BTreeSet<(String, String, String)>;
 
 /// A Rego engine with the generated template's Rego loaded.
 enum Rego {
-    Regorus(regorus::Engine),
+    Regorus(Box<regorus::Engine>),
     Opa(opa_go::OpaGo),
 }
 
@@ -54,7 +54,7 @@ impl Rego {
         engine
             .add_policy("apart.rego".to_owned(), gatekeeper::REGO.to_owned())
             .expect("the generated Rego parses as Rego v1");
-        Self::Regorus(engine)
+        Self::Regorus(Box::new(engine))
     }
 
     /// The real OPA engine, when its library is present.

@@ -112,7 +112,8 @@ fn location(path: &JsonPath) -> Option<String> {
 
 /// The Constraint parameters for policy `index`: the policy's spec with the defaults filled
 /// in (topologyKey, strength, weight; a peer group with neither namespaces nor
-/// namespaceSelector gets `namespaceSelector: {}`), and value-target paths also as key lists.
+/// namespaceSelector gets `namespaceSelector: {}`), value-target paths also as key lists, and
+/// `derived`: what the Rego reads instead of working it out per request (see `fn derived`).
 pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
     let policy = set.policies().get(index)?;
     let settings = set.settings();
@@ -300,12 +301,15 @@ fn requirements(selector: &Selector) -> Value {
         .collect()
 }
 
+/// What a selector's requirements say about one key: must exist, must not exist, the values
+/// its `In`s allow (intersected; `None` without one), the values its `NotIn`s forbid.
+type KeyFacts<'a> = (bool, bool, Option<BTreeSet<&'a str>>, BTreeSet<&'a str>);
+
 /// A (compiled, non-null) selector as the Rego's implication reads it: whether any label set
 /// satisfies it, and per key whether the key must exist, must not exist, which values it may
 /// still take (`null`: any) and which it may not, as the engine's selector combines them.
 fn selector_facts(selector: &Selector) -> Value {
-    let mut facts: BTreeMap<&str, (bool, bool, Option<BTreeSet<&str>>, BTreeSet<&str>)> =
-        BTreeMap::new();
+    let mut facts: BTreeMap<&str, KeyFacts> = BTreeMap::new();
     for r in selector.requirements() {
         let (exists, absent, allowed, forbidden) = facts.entry(&r.key).or_default();
         let values: BTreeSet<&str> = r.values.iter().map(String::as_str).collect();
