@@ -1,7 +1,8 @@
 //! The generated Gatekeeper resources (`apart gatekeeper`):
 //!
-//! - differential: the ConstraintTemplate's Rego, evaluated with regorus with each policy's
-//!   Constraint parameters, reports the same error findings as the engine (run natively):
+//! - differential: the ConstraintTemplate's Rego, evaluated with each policy's Constraint
+//!   parameters by regorus and by the real OPA engine (Gatekeeper's; where its library is
+//!   present, see `support/opa_go.rs`), reports the same error findings as the engine (run natively):
 //!   the same set of (policy, code, JSON path) object by object, over every policy case of
 //!   the corpus with inputs (every object is evaluated, also those a Constraint's
 //!   `match.kinds` would not send);
@@ -12,9 +13,12 @@
 //! - `gatekeeper/` at the repository root is what `apart gatekeeper` writes for the bundled
 //!   example (`APART_BLESS=1` rewrites it).
 
+#[path = "support/opa_go.rs"]
+mod opa_go;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
 use std::path::Path;
 
 use apart_host::commands::check::{self, Policies};
@@ -36,18 +40,71 @@ const KNOWN_GAPS: &[(&str, &str)] = &[];
 /// (policy, code, path) per object: what the engine reports.
 type Codes = BTreeSet<(String, String, String)>;
 
-fn rego_engine() -> regorus::Engine {
-    let mut engine = regorus::Engine::new();
-    engine
-        .add_policy("apart.rego".to_owned(), gatekeeper::REGO.to_owned())
-        .expect("the generated Rego parses as Rego v1");
-    engine
+/// A Rego engine with the generated template's Rego loaded.
+enum Rego {
+    Regorus(Box<regorus::Engine>),
+    Opa(opa_go::OpaGo),
+}
+
+const QUERY: &str = "data.apart.decorrelation.violation";
+
+impl Rego {
+    fn regorus() -> Self {
+        let mut engine = regorus::Engine::new();
+        engine
+            .add_policy("apart.rego".to_owned(), gatekeeper::REGO.to_owned())
+            .expect("the generated Rego parses as Rego v1");
+        Self::Regorus(Box::new(engine))
+    }
+
+    /// The real OPA engine, when its library is present.
+    fn opa() -> Option<Self> {
+        let mut opa = opa_go::OpaGo::load()?;
+        opa.add_policy("apart.rego", gatekeeper::REGO)
+            .expect("the generated Rego compiles in OPA");
+        Some(Self::Opa(opa))
+    }
+
+    /// regorus, and OPA where its library is present (a note says when it is not).
+    fn all() -> Vec<(&'static str, Self)> {
+        let mut engines = vec![("regorus", Self::regorus())];
+        match Self::opa() {
+            Some(opa) => engines.push(("OPA", opa)),
+            None => eprintln!(
+                "note: no OPA pass: {} is absent (`cargo xtask bench` fetches it)",
+                opa_go::library_path().display()
+            ),
+        }
+        engines
+    }
+
+    /// The `violation` set for `input`, as JSON.
+    fn violations(&mut self, input: &Value) -> Result<Value, String> {
+        match self {
+            Self::Regorus(engine) => {
+                engine.set_input(
+                    regorus::Value::from_json_str(&input.to_string()).map_err(|e| e.to_string())?,
+                );
+                let result = engine
+                    .eval_rule(QUERY.to_owned())
+                    .map_err(|e| e.to_string())?;
+                serde_json::from_str(&result.to_json_str().map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())
+            }
+            Self::Opa(opa) => {
+                let query = CString::new(QUERY).map_err(|e| e.to_string())?;
+                let input = CString::new(input.to_string()).map_err(|e| e.to_string())?;
+                let mut result = opa.eval(&query, &input)?;
+                Ok(result[0]["expressions"][0]["value"].take())
+            }
+        }
+    }
 }
 
 /// The Rego's violations for one object under one policy, as (code, path) pairs: the object
 /// alone, as Gatekeeper's audit reviews it.
 fn rego_violations(
-    engine: &mut regorus::Engine,
+    engine: &mut Rego,
     set: &PolicySet,
     index: usize,
     object: &Value,
@@ -58,19 +115,14 @@ fn rego_violations(
 
 /// The Rego's violations for an AdmissionRequest (`input.review`) under one policy.
 fn rego_review_violations(
-    engine: &mut regorus::Engine,
+    engine: &mut Rego,
     set: &PolicySet,
     index: usize,
     review: &Value,
 ) -> Result<Vec<(String, String)>, String> {
     let parameters = gatekeeper::parameters(set, index).ok_or("no parameters")?;
     let input = json!({"parameters": parameters, "review": review});
-    engine.set_input(regorus::Value::from_json_str(&input.to_string()).map_err(|e| e.to_string())?);
-    let result = engine
-        .eval_rule("data.apart.decorrelation.violation".to_owned())
-        .map_err(|e| e.to_string())?;
-    let result: Value =
-        serde_json::from_str(&result.to_json_str().map_err(|e| e.to_string())?).unwrap_or_default();
+    let result = engine.violations(&input)?;
     Ok(result
         .as_array()
         .into_iter()
@@ -86,7 +138,7 @@ fn rego_review_violations(
 
 /// Disagreements of one case, one line each (empty: the Rego agrees), and how many engine
 /// findings were compared.
-fn differences(dir: &Path, engine: &mut regorus::Engine) -> (Vec<String>, usize) {
+fn differences(dir: &Path, engine: &mut Rego) -> (Vec<String>, usize) {
     let Ok(policies) = Policies::read(&files(dir, "policy")) else {
         return (Vec::new(), 0); // an invalid policy: nothing to generate
     };
@@ -130,32 +182,42 @@ fn differences(dir: &Path, engine: &mut regorus::Engine) -> (Vec<String>, usize)
 
 #[test]
 fn rego_agrees_with_the_engine_over_the_corpus() {
-    let mut engine = rego_engine();
     let dirs = case_dirs("cases", |d| !files(d, "input").is_empty());
     assert!(dirs.len() > 30, "the policy corpus is there");
     let mut failures = Vec::new();
-    let mut findings = 0;
-    for dir in &dirs {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let (diffs, n) = differences(dir, &mut engine);
-        findings += n;
-        match (
-            KNOWN_GAPS.iter().find(|(n, _)| *n == name),
-            diffs.is_empty(),
-        ) {
-            (None, true) => {}
-            (None, false) => failures.push(format!("{name}:\n  {}", diffs.join("\n  "))),
-            (Some(_), true) => failures.push(format!(
-                "{name}: listed in KNOWN_GAPS but the Rego now agrees: remove it from the list"
-            )),
-            (Some((_, why)), false) => eprintln!("known gap {name} ({why}): {}", diffs.join("; ")),
+    for (engine_name, mut engine) in Rego::all() {
+        let mut findings = 0;
+        for dir in &dirs {
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let (diffs, n) = differences(dir, &mut engine);
+            findings += n;
+            match (
+                KNOWN_GAPS.iter().find(|(n, _)| *n == name),
+                diffs.is_empty(),
+            ) {
+                (None, true) => {}
+                (None, false) => failures.push(format!(
+                    "{engine_name}, {name}:\n  {}",
+                    diffs.join("\n  ")
+                )),
+                (Some(_), true) => failures.push(format!(
+                    "{engine_name}, {name}: listed in KNOWN_GAPS but the Rego now agrees: remove it from the list"
+                )),
+                (Some((_, why)), false) => eprintln!(
+                    "{engine_name}: known gap {name} ({why}): {}",
+                    diffs.join("; ")
+                ),
+            }
         }
+        eprintln!(
+            "{engine_name}: {} cases, {findings} engine findings compared",
+            dirs.len()
+        );
+        assert!(
+            findings > 50,
+            "the corpus has findings to compare ({findings})"
+        );
     }
-    eprintln!("{} cases, {findings} engine findings compared", dirs.len());
-    assert!(
-        findings > 50,
-        "the corpus has findings to compare ({findings})"
-    );
     assert_no_failures(&failures);
 }
 
@@ -167,7 +229,7 @@ fn rego_agrees_with_the_engine_over_the_corpus() {
 #[test]
 fn rego_judges_each_admission_request_in_its_lifecycle_as_the_engine_does() {
     let seed = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
-    let mut engine = rego_engine();
+    let mut engines = Rego::all();
     let mut failures = Vec::new();
     let (mut denied, mut admitted) = (0, 0);
     for dir in case_dirs("admission", |p| p.join("request.json").is_file()) {
@@ -193,15 +255,19 @@ fn rego_judges_each_admission_request_in_its_lifecycle_as_the_engine_does() {
             .iter()
             .map(|f| (f.policy.clone(), f.code.to_string(), f.path.clone()))
             .collect();
-        let mut got = Codes::new();
-        for (index, policy) in set.policies().iter().enumerate() {
-            match rego_review_violations(&mut engine, &set, index, &request) {
-                Ok(v) => got.extend(v.into_iter().map(|(c, p)| (policy.name.clone(), c, p))),
-                Err(e) => failures.push(format!("{name}: Rego error: {e}")),
+        for (engine_name, engine) in &mut engines {
+            let mut got = Codes::new();
+            for (index, policy) in set.policies().iter().enumerate() {
+                match rego_review_violations(engine, &set, index, &request) {
+                    Ok(v) => got.extend(v.into_iter().map(|(c, p)| (policy.name.clone(), c, p))),
+                    Err(e) => failures.push(format!("{engine_name}, {name}: Rego error: {e}")),
+                }
             }
-        }
-        if got != want {
-            failures.push(format!("{name}: engine {want:?}, Rego {got:?}"));
+            if got != want {
+                failures.push(format!(
+                    "{engine_name}, {name}: engine {want:?}, Rego {got:?}"
+                ));
+            }
         }
         if want.is_empty() {
             admitted += 1;
@@ -220,7 +286,7 @@ fn rego_judges_each_admission_request_in_its_lifecycle_as_the_engine_does() {
 fn suite_samples_decide_as_the_suite_asserts() {
     let policies =
         Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
-    let mut engine = rego_engine();
+    let mut engine = Rego::regorus();
     for index in 0..policies.set.policies().len() {
         for allowed in [true, false] {
             let sample = gatekeeper::sample(&policies.set, index, allowed).expect("a sample");
@@ -245,7 +311,7 @@ fn seed_helmrelease_is_namespace_blind_at_the_engine_path() {
         .expect("seed manifest");
     let objects = manifests::objects(&sources).expect("objects");
     let object = &objects.first().expect("one object").value;
-    let mut engine = rego_engine();
+    let mut engine = Rego::regorus();
     let v = rego_violations(&mut engine, &policies.set, 0, object).expect("evaluates");
     assert_eq!(
         v,
@@ -370,12 +436,13 @@ fn rego_combines_peer_requirements_as_the_engine_does() {
     ]
     .join("---\n");
     std::fs::write(dir.join("input.yaml"), inputs).expect("write input");
-    let mut engine = rego_engine();
-    let (diffs, compared) = differences(&dir, &mut engine);
+    for (engine_name, mut engine) in Rego::all() {
+        let (diffs, compared) = differences(&dir, &mut engine);
+        assert!(diffs.is_empty(), "{engine_name}: {}", diffs.join("\n"));
+        assert!(
+            compared >= 2,
+            "the engine reports findings here ({compared})"
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    assert!(
-        compared >= 2,
-        "the engine reports findings here ({compared})"
-    );
 }

@@ -14,8 +14,11 @@
 //! - `suite.yaml` and `samples/<policy>/{allowed,disallowed}.yaml`: a gator `Suite`, so
 //!   `gator verify` checks the template against samples for each policy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use apart_policy::kube::affinity::NAMESPACE_NAME_LABEL;
+use apart_policy::kube::names;
+use apart_policy::kube::selector::{Operator, Selector};
 use apart_policy::source::path::{JsonPath, Segment};
 use apart_policy::{Action, Policy, PolicySet, Strength};
 use serde_json::{Map, Value, json};
@@ -109,7 +112,8 @@ fn location(path: &JsonPath) -> Option<String> {
 
 /// The Constraint parameters for policy `index`: the policy's spec with the defaults filled
 /// in (topologyKey, strength, weight; a peer group with neither namespaces nor
-/// namespaceSelector gets `namespaceSelector: {}`), and value-target paths also as key lists.
+/// namespaceSelector gets `namespaceSelector: {}`), value-target paths also as key lists, and
+/// `derived`: what the Rego reads instead of working it out per request (see `fn derived`).
 pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
     let policy = set.policies().get(index)?;
     let settings = set.settings();
@@ -177,7 +181,172 @@ pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
     if !targets.is_empty() {
         p.insert("valueTargets".into(), Value::Array(targets));
     }
+    p.insert("derived".into(), derived(policy));
     Some(Value::Object(p))
+}
+
+/// What the Rego would otherwise work out from the policy on every request, worked out once
+/// here: the subject's requirements, each peer group's selectors as per-key facts (what the
+/// engine's selector implication reads), and the strings of the policy that the engine has
+/// validated as label keys, label values or namespace names, so that a term that copies them
+/// is known valid by a lookup instead of a regular expression.
+fn derived(policy: &Policy) -> Value {
+    let groups: Vec<Value> = policy
+        .peers
+        .iter()
+        .map(|g| {
+            json!({
+                "selector": selector_facts(&g.selector),
+                "namespaceSelector": g.namespace_selector.as_ref().map(|(s, _)| selector_facts(s)),
+            })
+        })
+        .collect();
+    let mut strings: BTreeSet<&str> = WELL_KNOWN_KEYS.into_iter().collect();
+    strings.insert("");
+    strings.insert(&policy.topology_key);
+    let selectors =
+        std::iter::once(&policy.subject_selector).chain(policy.peers.iter().flat_map(|g| {
+            std::iter::once(&g.selector).chain(g.namespace_selector.iter().map(|(s, _)| s))
+        }));
+    for r in selectors.flat_map(Selector::requirements) {
+        strings.insert(&r.key);
+        strings.extend(r.values.iter().map(String::as_str));
+    }
+    strings.extend(
+        policy
+            .subject_namespaces
+            .iter()
+            .flatten()
+            .map(String::as_str),
+    );
+    strings.extend(
+        policy
+            .peers
+            .iter()
+            .flat_map(|g| g.namespaces.iter().map(String::as_str)),
+    );
+    let valid = |check: fn(&str) -> Result<(), String>| -> Map<String, Value> {
+        strings
+            .iter()
+            .filter(|s| check(s).is_ok())
+            .map(|s| ((*s).to_owned(), Value::Bool(true)))
+            .collect()
+    };
+    json!({
+        "subject": subject_requirements(&policy.subject_selector),
+        "groups": groups,
+        "labelKeys": valid(names::label_key),
+        "labelValues": valid(names::label_value),
+        "namespaces": valid(names::namespace),
+    })
+}
+
+/// Label keys terms often carry that are not in a policy: the well-known failure domains, the
+/// namespace name label, and the keys controllers add to pods (for matchLabelKeys).
+const WELL_KNOWN_KEYS: [&str; 13] = [
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    NAMESPACE_NAME_LABEL,
+    "pod-template-hash",
+    "controller-revision-hash",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "pod-template-generation",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "job-name",
+];
+
+/// The subject selector's requirements in the form the Rego matches labels with in one
+/// expression: the label must (`want`) or must not have a value among `values` (an object,
+/// for lookup), or with `any`, any value at all.
+fn subject_requirements(selector: &Selector) -> Value {
+    selector
+        .requirements()
+        .iter()
+        .map(|r| {
+            let values: Map<String, Value> = r
+                .values
+                .iter()
+                .map(|v| (v.clone(), Value::Bool(true)))
+                .collect();
+            let (want, any) = match r.operator {
+                Operator::In => (true, false),
+                Operator::NotIn => (false, false),
+                Operator::Exists => (true, true),
+                Operator::DoesNotExist => (false, true),
+            };
+            json!({"key": r.key, "values": values, "any": any, "want": want})
+        })
+        .collect()
+}
+
+fn operator(op: Operator) -> &'static str {
+    match op {
+        Operator::In => "In",
+        Operator::NotIn => "NotIn",
+        Operator::Exists => "Exists",
+        Operator::DoesNotExist => "DoesNotExist",
+    }
+}
+
+/// A selector's requirements as the Rego reads them: `{key, op, values}`, values sorted.
+fn requirements(selector: &Selector) -> Value {
+    selector
+        .requirements()
+        .iter()
+        .map(|r| json!({"key": r.key, "op": operator(r.operator), "values": r.values}))
+        .collect()
+}
+
+/// What a selector's requirements say about one key: must exist, must not exist, the values
+/// its `In`s allow (intersected; `None` without one), the values its `NotIn`s forbid.
+type KeyFacts<'a> = (bool, bool, Option<BTreeSet<&'a str>>, BTreeSet<&'a str>);
+
+/// A (compiled, non-null) selector as the Rego's implication reads it: whether any label set
+/// satisfies it, and per key whether the key must exist, must not exist, which values it may
+/// still take (`null`: any) and which it may not, as the engine's selector combines them.
+fn selector_facts(selector: &Selector) -> Value {
+    let mut facts: BTreeMap<&str, KeyFacts> = BTreeMap::new();
+    for r in selector.requirements() {
+        let (exists, absent, allowed, forbidden) = facts.entry(&r.key).or_default();
+        let values: BTreeSet<&str> = r.values.iter().map(String::as_str).collect();
+        match r.operator {
+            Operator::In => {
+                *exists = true;
+                *allowed = Some(match allowed.take() {
+                    Some(prev) => prev.intersection(&values).copied().collect(),
+                    None => values,
+                });
+            }
+            Operator::NotIn => forbidden.extend(values),
+            Operator::Exists => *exists = true,
+            Operator::DoesNotExist => *absent = true,
+        }
+    }
+    let facts: Map<String, Value> = facts
+        .into_iter()
+        .map(|(key, (exists, absent, allowed, forbidden))| {
+            let possible = allowed.map(|a| a.difference(&forbidden).copied().collect::<Vec<_>>());
+            let forbidden: Map<String, Value> = forbidden
+                .into_iter()
+                .map(|v| (v.to_owned(), Value::Bool(true)))
+                .collect();
+            (
+                key.to_owned(),
+                json!({"exists": exists, "absent": absent, "possible": possible, "forbidden": forbidden}),
+            )
+        })
+        .collect();
+    json!({
+        "requirements": requirements(selector),
+        "satisfiable": selector.satisfiable(),
+        "everything": selector.is_everything(),
+        "facts": facts,
+        "names": selector.pinned_values(NAMESPACE_NAME_LABEL),
+    })
 }
 
 /// The ConstraintTemplate (the Rego stands as a placeholder; see [`template_yaml`]).

@@ -2,8 +2,12 @@
 #
 # input.parameters: one DecorrelationPolicy, normalized by apart (defaults filled in, peer
 # groups with neither namespaces nor namespaceSelector given `namespaceSelector: {}`, JSONPaths
-# also as key lists). input.review: the AdmissionRequest (object, oldObject, operation,
-# namespace, kind); Gatekeeper's audit sends the object alone, which counts as a CREATE.
+# also as key lists), and under `derived` what apart works out from it once, so that no
+# request pays for it: the subject's selector requirements, each peer group's selectors as
+# per-key facts (must exist, must not exist, the values still possible, the values excluded),
+# and the policy's strings that are valid label keys, label values and namespace names.
+# input.review: the AdmissionRequest (object, oldObject, operation, namespace, kind);
+# Gatekeeper's audit sends the object alone, which counts as a CREATE.
 #
 # The request is judged as apart's engine judges it in the object's lifecycle: an object
 # whose deletion has begun, an UPDATE of a Pod (its affinity cannot change) and a static
@@ -22,6 +26,12 @@
 # only peers) is diagnosed: selector-mismatch alone when it does not select them, else
 # namespace-blind, topology-mismatch, too-weak; without one the term is missing
 # (missing-anti-affinity). Affinity the API server would reject is invalid-affinity.
+#
+# How it is evaluated: every term is read once per request into a record (where it sits, its
+# problems, its requirements and namespace scope), and each (term, peer group) pair is judged
+# once; the checks that need a regular expression or a walk over every field (unknown fields,
+# the API server's validation) run only when a cheap check cannot already prove there is
+# nothing to report, and then exactly as before.
 #
 # As in the engine at admission, a namespaceSelector is known to select a namespace only
 # through its kubernetes.io/metadata.name label. Known gaps against the engine (see
@@ -49,18 +59,26 @@ domains := ["kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.k
 
 job_keys := ["batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid", "job-name"]
 
-# Every API version of each group keeps the pod template at the same place (extensions/v1beta1
-# and apps/v1beta2 Deployments, batch/v1beta1 CronJobs, ...). A Pod's and a Job's template
-# cannot change on UPDATE.
-workloads := {
-	"Pod": {"groups": [""], "template": [], "at": "$", "keys": [], "immutable": true},
-	"Deployment": {"groups": ["apps", "extensions"], "template": ["spec", "template"], "at": "$.spec.template", "keys": ["pod-template-hash"], "immutable": false},
-	"StatefulSet": {"groups": ["apps"], "template": ["spec", "template"], "at": "$.spec.template", "keys": ["controller-revision-hash", "statefulset.kubernetes.io/pod-name", "apps.kubernetes.io/pod-index"], "immutable": false},
-	"DaemonSet": {"groups": ["apps", "extensions"], "template": ["spec", "template"], "at": "$.spec.template", "keys": ["controller-revision-hash", "pod-template-generation"], "immutable": false},
-	"ReplicaSet": {"groups": ["apps", "extensions"], "template": ["spec", "template"], "at": "$.spec.template", "keys": [], "immutable": false},
-	"ReplicationController": {"groups": [""], "template": ["spec", "template"], "at": "$.spec.template", "keys": [], "immutable": false},
-	"Job": {"groups": ["batch"], "template": ["spec", "template"], "at": "$.spec.template", "keys": job_keys, "immutable": true},
-	"CronJob": {"groups": ["batch"], "template": ["spec", "jobTemplate", "spec", "template"], "at": "$.spec.jobTemplate.spec.template", "keys": job_keys, "immutable": false},
+# Where each workload kind keeps its pods' labels and affinity, first match only (an `else`
+# chain reads one kind, not the whole table). Every API version of each group keeps the pod
+# template at the same place (extensions/v1beta1 and apps/v1beta2 Deployments, batch/v1beta1
+# CronJobs, ...). A Pod's and a Job's template cannot change on UPDATE.
+workload := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["pod-template-hash"], "immutable": false} if {
+	obj_kind == "Deployment"
+} else := {"groups": {"apps"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["controller-revision-hash", "statefulset.kubernetes.io/pod-name", "apps.kubernetes.io/pod-index"], "immutable": false} if {
+	obj_kind == "StatefulSet"
+} else := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["controller-revision-hash", "pod-template-generation"], "immutable": false} if {
+	obj_kind == "DaemonSet"
+} else := {"groups": {""}, "template": [], "labels": ["metadata", "labels"], "affinity": ["spec", "affinity"], "at": "$.spec.affinity", "keys": [], "immutable": true} if {
+	obj_kind == "Pod"
+} else := {"groups": {"batch"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": job_keys, "immutable": true} if {
+	obj_kind == "Job"
+} else := {"groups": {"batch"}, "template": ["spec", "jobTemplate", "spec", "template"], "labels": ["spec", "jobTemplate", "spec", "template", "metadata", "labels"], "affinity": ["spec", "jobTemplate", "spec", "template", "spec", "affinity"], "at": "$.spec.jobTemplate.spec.template.spec.affinity", "keys": job_keys, "immutable": false} if {
+	obj_kind == "CronJob"
+} else := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": [], "immutable": false} if {
+	obj_kind == "ReplicaSet"
+} else := {"groups": {""}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": [], "immutable": false} if {
+	obj_kind == "ReplicationController"
 }
 
 # --- small helpers ---
@@ -73,20 +91,16 @@ get(o, path, d) := or_default(object.get(o, path, d), d) if is_object(o)
 
 else := d
 
-api_group(api_version) := g if {
-	contains(api_version, "/")
-	parts := split(api_version, "/")
-	g := concat("/", array.slice(parts, 0, count(parts) - 1))
-} else := ""
-
 # The object's kind and API version; the request's when the object omits them.
 obj_kind := k if {
-	k := get(obj, ["kind"], "")
+	k := object.get(obj, "kind", null)
+	k != null
 	k != ""
 } else := get(review, ["kind", "kind"], "")
 
 obj_api_version := v if {
-	v := get(obj, ["apiVersion"], "")
+	v := object.get(obj, "apiVersion", null)
+	v != null
 	v != ""
 } else := v if {
 	g := get(review, ["kind", "group"], "")
@@ -94,11 +108,17 @@ obj_api_version := v if {
 	v := concat("/", [g, get(review, ["kind", "version"], "")])
 } else := get(review, ["kind", "version"], "")
 
+obj_group := concat("/", array.slice(parts, 0, count(parts) - 1)) if {
+	contains(obj_api_version, "/")
+	parts := split(obj_api_version, "/")
+} else := ""
+
 own_namespace := ns if {
-	ns := get(obj, ["metadata", "namespace"], "")
+	ns := object.get(obj, ["metadata", "namespace"], "")
+	ns != null
 	ns != ""
 } else := ns if {
-	ns := get(input.review, ["namespace"], "")
+	ns := get(review, ["namespace"], "")
 	ns != ""
 } else := "default"
 
@@ -107,25 +127,38 @@ rank(key) := i if {
 	d == key
 }
 
-# --- pod sources ---
+# The keys that separate the rule's failure domain, for a preferred term (false) and a
+# required one (true): the rule's own, and for a required term also every wider well-known
+# domain.
+separating := {
+	false: {params.topologyKey},
+	true: {params.topologyKey} | {d | some i, d in domains; i > rank(params.topologyKey)},
+}
 
+# --- pod sources: the subject's, judged by this request ---
+
+# A pod source is a workload's pod template or a value target's affinity, with the pods'
+# namespace and labels (null labels read as none), where its affinity is (`at`) and the
+# label keys its controller adds. Only subjects' sources that the request is judged by.
 sources contains src if {
 	is_object(obj)
-	w := workloads[obj_kind]
-	api_group(obj_api_version) in w.groups
-	holder := template_of(obj, w)
+	not request_lets_through
+	w := workload
+	obj_group in w.groups
 	src := {
 		"namespace": own_namespace,
-		"labels": get(holder, ["metadata", "labels"], {}),
-		"affinity": get(holder, ["spec", "affinity"], null),
-		"at": concat("", [w.at, ".spec.affinity"]),
+		"labels": object.get(obj, w.labels, {}),
+		"affinity": object.get(obj, w.affinity, null),
+		"at": w.at,
 		"keys": w.keys,
-		"unchanged": template_unchanged(w),
 	}
+	is_subject(src)
+	not held(template_unchanged(w))
 }
 
 sources contains src if {
 	is_object(obj)
+	not request_lets_through
 	some t in get(params, ["valueTargets"], [])
 	t.apiVersion == obj_api_version
 	t.kind == obj_kind
@@ -136,26 +169,26 @@ sources contains src if {
 		"affinity": get(obj, t.affinityKeys, null),
 		"at": t.affinityPath,
 		"keys": [],
-		"unchanged": target_unchanged(t),
+	}
+	is_subject(src)
+	not held(target_unchanged(t))
+}
+
+# The subject: in one of its namespaces (any without a list), and its selector's requirements
+# (`derived.subject`: `want` whether the key must have a value among `values`, or with `any`
+# any value) hold for the pods' labels.
+is_subject(src) if {
+	src.namespace in object.get(params.subject, "namespaces", [src.namespace])
+	every r in params.derived.subject {
+		(count([1 | v := src.labels[r.key]; object.get(r.values, v, r.any)]) > 0) == r.want
 	}
 }
 
-template_of(o, w) := o if {
-	count(w.template) == 0
-} else := get(o, w.template, {})
-
 # --- the lifecycle ---
-
-deleting if get(obj, ["metadata", "deletionTimestamp"], null) != null
 
 is_pod if {
 	obj_kind == "Pod"
-	api_group(obj_api_version) == ""
-}
-
-mirror_pod if {
-	is_pod
-	get(obj, ["metadata", "annotations", "kubernetes.io/config.mirror"], null) != null
+	obj_group == ""
 }
 
 # What an UPDATE is compared on: the whole pod template (any change rolls the pods out
@@ -189,23 +222,29 @@ same_namespace(t) if not t.namespaceKeys
 
 same_namespace(t) if object.get(obj, t.namespaceKeys, null) == object.get(old, t.namespaceKeys, null)
 
-# Requests whose findings do not deny.
-lets_through(_) if operation in {"DELETE", "CONNECT"}
-
-lets_through(_) if get(review, ["subResource"], "") != ""
-
-lets_through(_) if deleting
-
-lets_through(_) if mirror_pod
-
-lets_through(_) if {
-	operation == "UPDATE"
-	is_pod
+# An existing violation the request leaves as it was: let through unless existingViolations
+# is "deny".
+held(unchanged) if {
+	unchanged == true
+	get(params, ["existingViolations"], "allow") != "deny"
 }
 
-lets_through(src) if {
-	src.unchanged
-	get(params, ["existingViolations"], "allow") != "deny"
+# Requests whose findings do not deny, whatever the source: DELETE, CONNECT, subresources,
+# objects whose deletion has begun, UPDATEs of Pods, static pods' mirrors.
+request_lets_through if operation in {"DELETE", "CONNECT"}
+
+request_lets_through if get(review, ["subResource"], "") != ""
+
+request_lets_through if get(obj, ["metadata", "deletionTimestamp"], null) != null
+
+request_lets_through if {
+	is_pod
+	operation == "UPDATE"
+}
+
+request_lets_through if {
+	is_pod
+	get(obj, ["metadata", "annotations", "kubernetes.io/config.mirror"], null) != null
 }
 
 target_named(t) if not t.name
@@ -219,15 +258,6 @@ target_namespace(t) := ns if {
 } else := ns if {
 	ns := t.defaultNamespace
 } else := own_namespace
-
-is_subject(src) if {
-	subject_namespace(src.namespace)
-	selector_matches(params.subject.labelSelector, src.labels)
-}
-
-subject_namespace(_) if not params.subject.namespaces
-
-subject_namespace(ns) if ns in params.subject.namespaces
 
 # --- label selectors ---
 
@@ -262,99 +292,7 @@ requirement_matches(r, labels) if {
 	not labels[r.key]
 }
 
-selector_matches(spec, labels) if {
-	every r in requirements(spec) {
-		requirement_matches(r, labels)
-	}
-}
-
-# Selector implication, as the engine decides it: what the requirements `g` say about each
-# key (must exist, must not exist, the values still possible), and whether every label set
-# they select satisfies a requirement. Requirements that select nothing imply everything.
-must_exist(g, k) if {
-	some q in g
-	q.key == k
-	q.op in {"In", "Exists"}
-}
-
-must_not_exist(g, k) if {
-	some q in g
-	q.key == k
-	q.op == "DoesNotExist"
-}
-
-forbidden(g, k) := {v |
-	some q in g
-	q.key == k
-	q.op == "NotIn"
-	some v in q.values
-}
-
-possible(g, k) := p if {
-	sets := {{v | some v in q.values} | some q in g; q.key == k; q.op == "In"}
-	count(sets) > 0
-	p := intersection(sets) - forbidden(g, k)
-}
-
-key_unsatisfiable(g, k) if {
-	must_exist(g, k)
-	must_not_exist(g, k)
-}
-
-key_unsatisfiable(g, k) if count(possible(g, k)) == 0
-
-satisfiable(g) if {
-	every q in g {
-		not key_unsatisfiable(g, q.key)
-	}
-}
-
-entails(g, r) if {
-	r.op == "Exists"
-	must_exist(g, r.key)
-}
-
-entails(g, r) if {
-	r.op == "DoesNotExist"
-	must_not_exist(g, r.key)
-}
-
-entails(g, r) if {
-	r.op == "In"
-	must_exist(g, r.key)
-	every v in possible(g, r.key) {
-		v in r.values
-	}
-}
-
-entails(g, r) if {
-	r.op == "NotIn"
-	must_not_exist(g, r.key)
-}
-
-entails(g, r) if {
-	r.op == "NotIn"
-	every v in r.values {
-		v in forbidden(g, r.key)
-	}
-}
-
-entails(g, r) if {
-	r.op == "NotIn"
-	every v in possible(g, r.key) {
-		not v in r.values
-	}
-}
-
-implies(g, _) if not satisfiable(g)
-
-implies(g, t) if {
-	every r in t {
-		entails(g, r)
-	}
-}
-
-# --- what the API server rejects ---
+# --- what does not read as an affinity, or is not valid (exact; only when `clean` fails) ---
 
 term_fields := {"labelSelector", "namespaces", "namespaceSelector", "topologyKey", "matchLabelKeys", "mismatchLabelKeys"}
 
@@ -553,13 +491,207 @@ key_list_problems(t, field) := array.concat(
 	),
 )
 
-# Every term of a source with where it sits and its problems, required terms first.
-terms(src, part) := array.concat(
-	[{"term": t, "weight": null, "at": sprintf("%s.%s.requiredDuringSchedulingIgnoredDuringExecution[%d]", [src.at, part, i]), "weight_at": null, "problems": term_problems(t, sprintf("%s.%s.requiredDuringSchedulingIgnoredDuringExecution[%d]", [src.at, part, i]))} |
-		some i, t in get(or_default(src.affinity, {}), [part, "requiredDuringSchedulingIgnoredDuringExecution"], [])
+
+# --- a cheap proof that there is nothing to report about the affinity itself ---
+
+# Every object has only known fields, every weight is an integer from 1 to 100, every key,
+# value and namespace is one apart has validated (`derived`: the policy's own strings and the
+# well-known keys), every operator has the values it needs. Then `unreadable` and
+# `term_problems` would find nothing, and their regular expressions and field walks are
+# skipped. Anything this cannot prove (also merely unusual shapes, or valid strings of the
+# term's own) goes to them, and they decide.
+clean(aff) if aff == null
+
+clean(aff) if {
+	is_object(aff)
+	part_clean(object.get(aff, "podAffinity", {}))
+	part_clean(object.get(aff, "podAntiAffinity", {}))
+}
+
+part_clean(p) if {
+	is_object(p)
+	count(object.keys(p) - {"requiredDuringSchedulingIgnoredDuringExecution", "preferredDuringSchedulingIgnoredDuringExecution"}) == 0
+	required := object.get(p, "requiredDuringSchedulingIgnoredDuringExecution", [])
+	is_array(required)
+	every t in required {
+		term_clean(t)
+	}
+	preferred := object.get(p, "preferredDuringSchedulingIgnoredDuringExecution", [])
+	is_array(preferred)
+	every w in preferred {
+		is_object(w)
+		count(object.keys(w) - {"weight", "podAffinityTerm"}) == 0
+		is_number(w.weight)
+		round(w.weight) == w.weight
+		w.weight >= 1
+		w.weight <= 100
+		term_clean(w.podAffinityTerm)
+	}
+}
+
+term_clean(t) if {
+	is_object(t)
+	count(object.keys(t) - {"labelSelector", "namespaces", "namespaceSelector", "topologyKey", "matchLabelKeys", "mismatchLabelKeys"}) == 0
+	params.derived.labelKeys[t.topologyKey]
+	namespaces := object.get(t, "namespaces", [])
+	is_array(namespaces)
+	every n in namespaces {
+		params.derived.namespaces[n]
+	}
+	selector_clean(object.get(t, "labelSelector", {}))
+	selector_clean(object.get(t, "namespaceSelector", {}))
+	label_keys_clean(t)
+}
+
+selector_clean(s) if {
+	is_object(s)
+	count(object.keys(s) - {"matchLabels", "matchExpressions"}) == 0
+	labels := object.get(s, "matchLabels", {})
+	is_object(labels)
+	every k, v in labels {
+		params.derived.labelKeys[k]
+		params.derived.labelValues[v]
+	}
+	expressions := object.get(s, "matchExpressions", [])
+	is_array(expressions)
+	every e in expressions {
+		is_object(e)
+		count(object.keys(e) - {"key", "operator", "values"}) == 0
+		params.derived.labelKeys[e.key]
+		values := object.get(e, "values", [])
+		is_array(values)
+		every v in values {
+			params.derived.labelValues[v]
+		}
+		# In and NotIn take values, Exists and DoesNotExist none.
+		{"In": true, "NotIn": true, "Exists": false, "DoesNotExist": false}[e.operator] == (count(values) > 0)
+	}
+}
+
+label_keys_clean(t) := true if {
+	object.get(t, "matchLabelKeys", []) == []
+	object.get(t, "mismatchLabelKeys", []) == []
+} else := true if {
+	keys := object.get(t, "matchLabelKeys", [])
+	mismatch := object.get(t, "mismatchLabelKeys", [])
+	is_array(keys)
+	is_array(mismatch)
+	"labelSelector" in object.keys(t)
+	every k in keys {
+		params.derived.labelKeys[k]
+	}
+	every k in mismatch {
+		params.derived.labelKeys[k]
+		not k in keys
+	}
+	count(keys) == count({k | some k in keys})
+	count(mismatch) == count({k | some k in mismatch})
+}
+
+# --- selector implication, as the engine decides it ---
+
+# What a set of requirements says about each key, as apart's engine combines them: the key
+# must exist (`In`, `Exists`), must not exist (`DoesNotExist`), the values still possible (the
+# `In`s intersected, less the `NotIn`s; null when no `In` bounds them) and the values excluded.
+# The peer groups' come with the parameters (`derived`); a term's are worked out here, only
+# when a term that does not select the peers is looked at more closely.
+no_facts := {"exists": false, "absent": false, "possible": null, "forbidden": {}}
+
+selector_facts(reqs) := {"satisfiable": satisfiable(facts), "facts": facts} if {
+	facts := {k: key_facts([r | some r in reqs; r.key == k]) | some k in {r.key | some r in reqs}}
+}
+
+key_facts(rs) := {
+	"exists": count([r | some r in rs; r.op in {"In", "Exists"}]) > 0,
+	"absent": count([r | some r in rs; r.op == "DoesNotExist"]) > 0,
+	"possible": possible_values(rs, forbidden),
+	"forbidden": forbidden,
+} if {
+	forbidden := {v: true | some r in rs; r.op == "NotIn"; some v in r.values}
+}
+
+possible_values(rs, forbidden) := [v | some v in intersection(ins); not forbidden[v]] if {
+	ins := {{v | some v in r.values} | some r in rs; r.op == "In"}
+	count(ins) > 0
+} else := null
+
+satisfiable(facts) := true if {
+	every f in facts {
+		[f.exists, f.absent] != [true, true]
+		f.possible != []
+	}
+} else := false
+
+# Does every label set the facts `f` select satisfy the requirements `reqs`? (Facts no label
+# set satisfies imply everything.)
+implies(f, reqs) := true if {
+	f.satisfiable
+	every r in reqs {
+		entails(object.get(f.facts, r.key, no_facts), r)
+	}
+} else := true if f.satisfiable == false
+
+# Does every label set with the key facts `f` satisfy requirement `r`? (An `else` chain: the
+# first case that holds answers.)
+entails(f, r) := true if {
+	r.op == "In"
+	f.exists
+	f.possible != null
+	every v in f.possible {
+		v in r.values
+	}
+} else := true if {
+	r.op == "Exists"
+	f.exists
+} else := true if {
+	r.op == "DoesNotExist"
+	f.absent
+} else := true if {
+	r.op == "NotIn"
+	f.absent
+} else := true if {
+	r.op == "NotIn"
+	every v in r.values {
+		f.forbidden[v]
+	}
+} else := true if {
+	r.op == "NotIn"
+	f.possible != null
+	every v in f.possible {
+		not v in r.values
+	}
+}
+
+# A namespace known only by its name: the facts of `kubernetes.io/metadata.name In (n)`.
+name_facts(key, n) := {"exists": true, "absent": false, "possible": [n], "forbidden": {}} if key == name_label
+
+else := no_facts
+
+# --- the terms, each read once ---
+
+# The valid anti-affinity terms of a clean affinity (see `clean`), read.
+clean_terms(src) := array.concat(
+	[read_term(src, t, null, sprintf("%s.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[%d]", [src.at, i])) |
+		some i, t in get(src.affinity, ["podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"], [])
 	],
-	[{"term": w.podAffinityTerm, "weight": w.weight, "at": sprintf("%s.%s.preferredDuringSchedulingIgnoredDuringExecution[%d].podAffinityTerm", [src.at, part, i]), "weight_at": sprintf("%s.%s.preferredDuringSchedulingIgnoredDuringExecution[%d].weight", [src.at, part, i]), "problems": array.concat(weight_problems(w, sprintf("%s.%s.preferredDuringSchedulingIgnoredDuringExecution[%d].weight", [src.at, part, i])), term_problems(w.podAffinityTerm, sprintf("%s.%s.preferredDuringSchedulingIgnoredDuringExecution[%d].podAffinityTerm", [src.at, part, i])))} |
+	[read_term(src, w.podAffinityTerm, w.weight, sprintf("%s.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[%d]", [src.at, i])) |
+		some i, w in get(src.affinity, ["podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution"], [])
+	],
+)
+
+# Every term of a source, both parts, required terms first: where it sits (`at`: the
+# PodAffinityTerm, or for a preferred one the WeightedPodAffinityTerm), its weight (null when
+# required) and its problems.
+source_terms(src) := array.concat(part_terms(src, "podAffinity"), part_terms(src, "podAntiAffinity"))
+
+part_terms(src, part) := array.concat(
+	[{"part": part, "term": t, "weight": null, "at": at, "problems": term_problems(t, at)} |
+		some i, t in get(or_default(src.affinity, {}), [part, "requiredDuringSchedulingIgnoredDuringExecution"], [])
+		at := sprintf("%s.%s.requiredDuringSchedulingIgnoredDuringExecution[%d]", [src.at, part, i])
+	],
+	[{"part": part, "term": w.podAffinityTerm, "weight": w.weight, "at": at, "problems": array.concat(weight_problems(w, concat("", [at, ".weight"])), term_problems(w.podAffinityTerm, concat("", [at, ".podAffinityTerm"])))} |
 		some i, w in get(or_default(src.affinity, {}), [part, "preferredDuringSchedulingIgnoredDuringExecution"], [])
+		at := sprintf("%s.%s.preferredDuringSchedulingIgnoredDuringExecution[%d]", [src.at, part, i])
 	],
 )
 
@@ -569,17 +701,63 @@ weight_problems(w, at) := [{"path": at, "msg": sprintf("weight %v is out of rang
 	not w.weight <= 100
 } else := []
 
-problems(src) := [p |
-	some part in ["podAffinity", "podAntiAffinity"]
-	some t in terms(src, part)
-	some p in t.problems
-]
+# What judging a valid anti-affinity term needs, worked out once: where it is (`at`, and
+# `weight_at` for a preferred one), its selector as written, its requirements with
+# matchLabelKeys and mismatchLabelKeys folded in (null: a null selector, which selects
+# nothing), its namespace scope (`own_only`: neither namespaces nor namespaceSelector; the
+# names it sees, the pod's own when own_only; the namespaceSelector's requirements, null
+# without one), whether its topologyKey separates the rule's domain and whether it is weaker
+# than the rule.
+read_term(src, t, weight, at) := {
+	"at": term_at(at, weight),
+	"weight_at": weight_at(at, weight),
+	"weight": weight,
+	"selector": selector,
+	"requirements": term_requirements(src, t, selector),
+	"own_only": own_only,
+	"names": scope_names(src, t, own_only),
+	"ns_requirements": ns_requirements(namespace_selector),
+	"topology_ok": get(t, ["topologyKey"], "") in separating[weight == null],
+	"too_weak": too_weak(weight),
+} if {
+	selector := get(t, ["labelSelector"], null)
+	namespace_selector := get(t, ["namespaceSelector"], null)
+	own_only := count(get(t, ["namespaces"], [])) + count([1 | namespace_selector != null]) == 0
+}
 
-valid_anti_terms(src) := [t | some t in terms(src, "podAntiAffinity"); count(t.problems) == 0]
+term_at(at, weight) := at if weight == null
 
-# --- judging a term against a peer group ---
+else := concat("", [at, ".podAffinityTerm"])
 
-label_key_requirements(src, t) := array.concat(
+weight_at(at, weight) := null if weight == null
+
+else := concat("", [at, ".weight"])
+
+term_requirements(src, t, selector) := null if selector == null
+
+else := array.concat(requirements(selector), label_key_requirements(src, t))
+
+ns_requirements(s) := null if s == null
+
+else := requirements(s)
+
+scope_names(src, t, own_only) := {src.namespace} if own_only
+
+else := {n | some n in get(t, ["namespaces"], [])}
+
+too_weak(weight) := true if {
+	weight != null
+	params.strength == "required"
+} else := true if {
+	weight != null
+	params.strength == "preferred"
+	weight < params.weight
+} else := false
+
+label_key_requirements(src, t) := [] if {
+	get(t, ["matchLabelKeys"], []) == []
+	get(t, ["mismatchLabelKeys"], []) == []
+} else := array.concat(
 	[{"key": k, "op": "In", "values": [v]} | some k in get(t, ["matchLabelKeys"], []); v := pod_value(src, k)],
 	[{"key": k, "op": "NotIn", "values": [v]} | some k in get(t, ["mismatchLabelKeys"], []); v := pod_value(src, k)],
 )
@@ -591,124 +769,119 @@ pod_value(src, k) := sprintf("<value of %s on this pod>", [k]) if {
 	k in src.keys
 }
 
-own_only(t) if {
-	count(get(t, ["namespaces"], [])) == 0
-	get(t, ["namespaceSelector"], null) == null
-}
-
-scope_names(src, t) := {src.namespace} if own_only(t)
-
-scope_names(src, t) := {n | some n in get(t, ["namespaces"], [])} if not own_only(t)
-
 # A namespace is known only by its kubernetes.io/metadata.name label at admission.
-scope_includes(src, t, n) if n in scope_names(src, t)
+scope_includes(term, n) := true if term.names[n]
 
-scope_includes(_, t, n) if {
-	s := get(t, ["namespaceSelector"], null)
-	s != null
-	implies([{"key": name_label, "op": "In", "values": [n]}], requirements(s))
-}
-
-scope_all(t) if {
-	s := get(t, ["namespaceSelector"], null)
-	s != null
-	count(requirements(s)) == 0
-}
-
-selector_unseen(_, t, g) if {
-	count(requirements(g.namespaceSelector)) == 0
-	not scope_all(t)
-}
-
-selector_unseen(src, t, g) if {
-	count(requirements(g.namespaceSelector)) > 0
-	not includes_selected(src, t, g)
-}
-
-includes_selected(_, t, g) if {
-	s := get(t, ["namespaceSelector"], null)
-	s != null
-	implies(requirements(g.namespaceSelector), requirements(s))
-}
-
-# A selector that pins the namespace name to a finite set is a list in disguise.
-includes_selected(src, t, g) if {
-	names := possible(requirements(g.namespaceSelector), name_label)
-	every n in names {
-		scope_includes(src, t, n)
+else := true if {
+	term.ns_requirements != null
+	every r in term.ns_requirements {
+		entails(name_facts(r.key, n), r)
 	}
 }
 
-topology_ok(key, _) if key == params.topologyKey
+# --- judging a term against a peer group ---
 
-topology_ok(key, required) if {
-	required == true
-	rank(key) > rank(params.topologyKey)
+covers(term, gd) if {
+	term.requirements != null
+	implies(gd.selector, term.requirements)
 }
 
-too_weak(term) if {
-	params.strength == "required"
-	term.weight != null
-}
-
-too_weak(term) if {
-	params.strength == "preferred"
-	term.weight != null
-	term.weight < params.weight
-}
-
-term_requirements(src, t) := array.concat(requirements(get(t, ["labelSelector"], {})), label_key_requirements(src, t))
-
-null_selector(t) if get(t, ["labelSelector"], null) == null
-
-covers(src, t, g) if {
-	not null_selector(t)
-	implies(requirements(g.labelSelector), term_requirements(src, t))
-}
-
-blind(src, t, g) if {
+blind(term, g, gd) := true if {
 	some n in get(g, ["namespaces"], [])
-	not scope_includes(src, t, n)
+	not scope_includes(term, n)
+} else := true if {
+	gd.namespaceSelector != null
+	selector_unseen(term, gd.namespaceSelector)
 }
 
-blind(src, t, g) if {
-	get(g, ["namespaceSelector"], null) != null
-	selector_unseen(src, t, g)
+selector_unseen(term, ns) if {
+	ns.everything
+	not scope_all(term)
 }
 
-is_required(term) := true if term.weight == null
+selector_unseen(term, ns) if {
+	not ns.everything
+	not includes_selected(term, ns)
+}
 
-else := false
+scope_all(term) if {
+	term.ns_requirements != null
+	count(term.ns_requirements) == 0
+}
+
+includes_selected(term, ns) := true if {
+	term.ns_requirements != null
+	implies(ns, term.ns_requirements)
+} else := true if {
+	# A selector that pins the namespace name to a finite set is a list in disguise.
+	ns.names != null
+	every n in ns.names {
+		scope_includes(term, n)
+	}
+}
+
+# A term that does not select the peers gets one finding, its selector; one that does, a
+# finding per field that falls short.
+judge(term, g, gd) := {"term": term, "covers": true, "codes": codes} if {
+	covers(term, gd)
+	codes := {c | some c in ["namespace-blind"]; blind(term, g, gd)} | {c | some c in ["topology-mismatch"]; not term.topology_ok} | {c | some c in ["too-weak"]; term.too_weak}
+} else := {"term": term, "covers": false, "codes": {"selector-mismatch"}}
 
 # --- whether a term is meant for the peers (the engine's rules/judge.rs) ---
 
+# Only for terms that do not select the peers, when no term satisfies the group.
+meant_for_peers(_, j, _, _) if j.covers
+
+meant_for_peers(src, j, g, gd) if {
+	not j.covers
+	not spreads_replicas(src, j.term)
+	aimed_at_peers(j.term, g, gd)
+}
+
 # Its own selector (without matchLabelKeys, which only narrow it to one revision) selects the
 # pod's own replicas in the pod's own namespace: a replica spread, not a peer term.
-spreads_replicas(src, t) if {
-	not null_selector(t)
-	selector_matches(t.labelSelector, src.labels)
-	scope_includes(src, t, src.namespace)
+spreads_replicas(src, term) if {
+	term.selector != null
+	every r in requirements(term.selector) {
+		requirement_matches(r, src.labels)
+	}
+	scope_includes(term, src.namespace)
 }
 
 # Its namespace scope names a namespace the peers run in.
-names_peers(_, t, g) if {
-	not own_only(t)
+aimed_at_peers(term, g, _) if {
+	not term.own_only
 	some n in get(g, ["namespaces"], [])
-	n in get(t, ["namespaces"], [])
+	term.names[n]
 }
 
-names_peers(_, t, g) if {
-	s := get(t, ["namespaceSelector"], null)
-	s != null
+aimed_at_peers(term, g, _) if {
+	term.ns_requirements != null
+	names := object.get(selector_facts(term.ns_requirements).facts, [name_label, "possible"], null)
 	some n in get(g, ["namespaces"], [])
-	n in possible(requirements(s), name_label)
+	n in names
 }
+
+aimed_at_peers(term, _, gd) if {
+	term.selector != null
+	near_peers(as_sets(requirements(term.selector)), as_sets(gd.selector.requirements))
+}
+
+# It selects only peers: the peers' selector and more.
+aimed_at_peers(term, _, gd) if {
+	term.selector != null
+	f := selector_facts(requirements(term.selector))
+	f.satisfiable
+	implies(f, gd.selector.requirements)
+}
+
+# Requirements compared as the engine compares them: values as sets.
+as_sets(reqs) := [{"key": r.key, "op": r.op, "values": {v | some v in r.values}} | some r in reqs]
 
 # Its selector is one slip from the peers': the same requirements but one, whose operator is
 # turned around, or whose key or one value is a typo away.
-near_peers(t, g) if {
-	ts := requirements(t.labelSelector)
-	gs := requirements(g.labelSelector)
+near_peers(ts, gs) if {
+	count(ts) == count(gs)
 	count(ts) == count(gs)
 	only_t := [r | some r in ts; not r in gs]
 	only_g := [r | some r in gs; not r in ts]
@@ -817,50 +990,7 @@ first_edits(x, y) := array.concat(
 	),
 )
 
-# It selects only peers: the peers' selector and more.
-aims_at_some_peers(t, g) if {
-	not null_selector(t)
-	gs := requirements(t.labelSelector)
-	satisfiable(gs)
-	implies(gs, requirements(g.labelSelector))
-}
-
-meant_for_peers(src, t, g) if covers(src, t, g)
-
-meant_for_peers(src, t, g) if {
-	not spreads_replicas(src, t)
-	names_peers(src, t, g)
-}
-
-meant_for_peers(src, t, g) if {
-	not spreads_replicas(src, t)
-	not null_selector(t)
-	near_peers(t, g)
-}
-
-meant_for_peers(src, t, g) if {
-	not spreads_replicas(src, t)
-	aims_at_some_peers(t, g)
-}
-
-# A term that does not select the peers gets one finding, its selector; one that does, a
-# finding per field that falls short.
-defects(src, term, g) := {"selector-mismatch"} if not covers(src, term.term, g)
-
-else := {c |
-	some c in ["namespace-blind", "topology-mismatch", "too-weak"]
-	defect(c, src, term, g)
-}
-
-defect("selector-mismatch", src, term, g) if not covers(src, term.term, g)
-
-defect("namespace-blind", src, term, g) if blind(src, term.term, g)
-
-defect("topology-mismatch", _, term, _) if not topology_ok(get(term.term, ["topologyKey"], ""), is_required(term))
-
-defect("too-weak", _, term, _) if too_weak(term)
-
-defect_path("selector-mismatch", term) := term.at if null_selector(term.term)
+defect_path("selector-mismatch", term) := term.at if term.selector == null
 
 else := concat("", [term.at, ".labelSelector"])
 
@@ -881,23 +1011,16 @@ defect_message("too-weak", _) := msg if {
 	msg := "the term is preferred, but the rule requires it: move it to requiredDuringSchedulingIgnoredDuringExecution"
 } else := sprintf("the term's weight is below the rule's: set weight: %v", [params.weight])
 
-# The terms meant for the peers, with their defects.
-judged(src, g) := [{"index": i, "term": term, "codes": defects(src, term, g)} |
-	some i, term in valid_anti_terms(src)
-	meant_for_peers(src, term.term, g)
-]
-
-satisfied(src, g) if {
-	some term in valid_anti_terms(src)
-	count(defects(src, term, g)) == 0
-}
-
-# The closest term meant for the peers (fewest defects, first in order) and its findings.
-group_findings(src, g) := fs if {
-	js := judged(src, g)
-	count(js) > 0
-	fewest := min({count(j.codes) | some j in js})
-	best := [j | some j in js; count(j.codes) == fewest][0]
+# A group some term satisfies has no findings; otherwise the closest term meant for the peers
+# (fewest defects, first in order) has its findings, and without one the term is missing.
+group_findings(src, js, g, gd) := [] if {
+	some j in js
+	count(j.codes) == 0
+} else := fs if {
+	meant := [j | some j in js; meant_for_peers(src, j, g, gd)]
+	count(meant) > 0
+	fewest := min({count(j.codes) | some j in meant})
+	best := [j | some j in meant; count(j.codes) == fewest][0]
 	fs := [{"code": c, "path": defect_path(c, best.term), "msg": defect_message(c, g)} |
 		some c in ["selector-mismatch", "namespace-blind", "topology-mismatch", "too-weak"]
 		c in best.codes
@@ -924,21 +1047,30 @@ rule_term(g) := rule_pod_term(g) if params.strength == "required"
 
 else := {"weight": params.weight, "podAffinityTerm": rule_pod_term(g)}
 
-findings(src) := [{"code": "invalid-affinity", "path": u.path, "msg": concat("", ["the API server would reject this affinity: ", u.msg])}] if {
+# The findings of a subject source. A clean affinity (see `clean`) has nothing to report about
+# itself: only what its terms lack for each peer group. Otherwise, an affinity that does not
+# read as one is one finding; else each term the API server would reject, and what the valid
+# terms lack.
+findings(src) := peer_findings(src, clean_terms(src)) if clean(src.affinity)
+
+else := [{"code": "invalid-affinity", "path": u.path, "msg": concat("", ["the API server would reject this affinity: ", u.msg])}] if {
 	u := unreadable(src)
 } else := array.concat(
-	[{"code": "invalid-affinity", "path": p.path, "msg": concat("", ["the API server would reject this term: ", p.msg])} | some p in problems(src)],
-	[f |
-		some g in params.apartFrom
-		not satisfied(src, g)
-		some f in group_findings(src, g)
-	],
-)
+	[{"code": "invalid-affinity", "path": p.path, "msg": concat("", ["the API server would reject this term: ", p.msg])} | some rec in records; some p in rec.problems],
+	peer_findings(src, [read_term(src, rec.term, rec.weight, rec.at) | some rec in records; rec.part == "podAntiAffinity"; count(rec.problems) == 0]),
+) if {
+	records := source_terms(src)
+}
+
+# For each peer group, each valid anti-affinity term judged once.
+peer_findings(src, terms) := [f |
+	some i, g in params.apartFrom
+	gd := params.derived.groups[i]
+	some f in group_findings(src, [judge(term, g, gd) | some term in terms], g, gd)
+]
 
 violation contains {"msg": msg, "details": {"code": f.code, "path": f.path}} if {
 	some src in sources
-	is_subject(src)
-	not lets_through(src)
 	some f in findings(src)
 	msg := sprintf("[%s] %s at %s: %s", [f.code, params.policy, f.path, f.msg])
 }
