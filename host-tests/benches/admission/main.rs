@@ -2,7 +2,8 @@
 //! policy-server runs it, an empty guest, and the generated Gatekeeper Rego under regorus and
 //! the real OPA engine, beside a hand-written Rego for the same rule. `cargo xtask bench` runs
 //! it after building the modules (`APART_WASM_MODULE` and `APART_EMPTY_GUEST` name them;
-//! `APART_BENCH_SECONDS` sets the time per row, 1 s by default).
+//! `APART_BENCH_SECONDS` sets the time per row, 1 s by default; `APART_BENCH_ONLY=TEXT` times
+//! only the rows whose name contains TEXT).
 //!
 //! The request is the rendered spire-server StatefulSet (`examples/rendered`) in a Kubewarden
 //! `ValidationRequest` with the seed policy as settings, in three forms: compliant (its term
@@ -124,7 +125,11 @@ struct Table {
 
 impl Table {
     fn time(&mut self, name: &str, floor: Duration, f: impl FnMut()) -> Duration {
-        if std::env::var("ONLY").is_ok_and(|o| !name.contains(&o)) { return Duration::from_nanos(1); }
+        // APART_BENCH_ONLY=TEXT times only the rows whose name contains TEXT (to profile one
+        // path); the others are left out of the table.
+        if std::env::var("APART_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+            return Duration::from_nanos(1);
+        }
         let time = measure(self.budget, f);
         self.rows.push(Row {
             name: name.to_owned(),
@@ -257,7 +262,7 @@ fn main() {
     }
     // What a fresh instance costs before any work: instantiation, the guest's initialisation
     // and `wapc_init`, then the smallest call there is.
-    let _apart_instantiation = table.time(
+    table.time(
         "module, fresh instance per call: protocol_version (no work)",
         floor,
         || {
@@ -269,7 +274,11 @@ fn main() {
         "module, fresh instance per call: validate_settings",
         floor,
         || {
-            black_box(module.call("validate_settings", black_box(&settings_payload)).ok());
+            black_box(
+                module
+                    .call("validate_settings", black_box(&settings_payload))
+                    .ok(),
+            );
         },
     );
     let empty = std::fs::read(module_path(
@@ -403,6 +412,9 @@ fn main() {
     println!("decisions: every row agrees with the native engine on every input");
     table.print();
 
+    if std::env::var_os("APART_BENCH_ONLY").is_some() {
+        return;
+    }
     println!();
     println!(
         "{:<60} {:>10} {:>9}",

@@ -451,6 +451,8 @@ impl PolicyModule {
     pub fn with_deadline(wasm: &[u8], deadline: Duration) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // APART_PERFMAP=1 writes /tmp/perf-PID.map, so that `perf record` names the guest's
+        // functions (with a module built unstripped; see docs/performance.md).
         if std::env::var_os("APART_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }

@@ -188,12 +188,16 @@ fn segments(module: &[u8], section: Range<usize>) -> Result<Vec<Segment>, NotWas
                 }
                 let constant = bytes.get(at) == Some(&I32_CONST);
                 if !constant {
-                    return Err(not_wasm("a data segment whose offset is not an i32 constant"));
+                    return Err(not_wasm(
+                        "a data segment whose offset is not an i32 constant",
+                    ));
                 }
                 at += 1;
                 let offset = read_sleb_i32(bytes, &mut at)?;
                 if bytes.get(at) != Some(&END) {
-                    return Err(not_wasm("a data segment whose offset is not an i32 constant"));
+                    return Err(not_wasm(
+                        "a data segment whose offset is not an i32 constant",
+                    ));
                 }
                 at += 1;
                 Some(offset.cast_unsigned())
@@ -222,13 +226,11 @@ fn covering(module: &[u8], address: u32) -> Result<Option<Range<usize>>, NotWasm
     let Some(data) = sections(module)?.into_iter().find(|s| s.id == DATA) else {
         return Ok(None);
     };
-    Ok(segments(module, data.content)?
-        .into_iter()
-        .find_map(|s| {
-            let (at, range) = s.active_at?;
-            let skip = usize::try_from(address.checked_sub(at)?).ok()?;
-            (skip < range.len()).then(|| range.start + skip..range.end)
-        }))
+    Ok(segments(module, data.content)?.into_iter().find_map(|s| {
+        let (at, range) = s.active_at?;
+        let skip = usize::try_from(address.checked_sub(at)?).ok()?;
+        (skip < range.len()).then(|| range.start + skip..range.end)
+    }))
 }
 
 /// What the module's data segments write from `address` to the end of the segment that
@@ -333,7 +335,10 @@ mod tests {
         };
         assert_eq!(count(&added), 2);
         let longer = with_data_at(&added, 1_094_688, b"baked again").unwrap();
-        assert_eq!(data_at(&longer, 1_094_688).unwrap(), Some(&b"baked again"[..]));
+        assert_eq!(
+            data_at(&longer, 1_094_688).unwrap(),
+            Some(&b"baked again"[..])
+        );
         assert_eq!(count(&longer), 2);
         assert_eq!(longer.len(), added.len() + 6);
     }
