@@ -226,11 +226,16 @@ fn covering(module: &[u8], address: u32) -> Result<Option<Range<usize>>, NotWasm
     let Some(data) = sections(module)?.into_iter().find(|s| s.id == DATA) else {
         return Ok(None);
     };
-    Ok(segments(module, data.content)?.into_iter().find_map(|s| {
-        let (at, range) = s.active_at?;
-        let skip = usize::try_from(address.checked_sub(at)?).ok()?;
-        (skip < range.len()).then(|| range.start + skip..range.end)
-    }))
+    // The last one that covers it, when several do: segments are written in order at
+    // instantiation, so the last one's bytes are what memory holds.
+    Ok(segments(module, data.content)?
+        .into_iter()
+        .filter_map(|s| {
+            let (at, range) = s.active_at?;
+            let skip = usize::try_from(address.checked_sub(at)?).ok()?;
+            (skip < range.len()).then(|| range.start + skip..range.end)
+        })
+        .last())
 }
 
 /// What the module's data segments write from `address` to the end of the segment that
@@ -265,7 +270,7 @@ pub fn with_data_segment(module: &[u8], address: u32, bytes: &[u8]) -> Result<Ve
         .ok_or_else(|| not_wasm("the module has no data section"))?;
     let kept: Vec<Segment> = segments(module, data.content.clone())?
         .into_iter()
-        .filter(|s| !s.active_at.as_ref().is_some_and(|(at, _)| *at == address))
+        .filter(|s| s.active_at.as_ref().is_none_or(|(at, _)| *at != address))
         .collect();
     let count = u32::try_from(kept.len() + 1).unwrap_or(u32::MAX);
     let mut content = Vec::with_capacity(data.content.len() + bytes.len() + 16);
