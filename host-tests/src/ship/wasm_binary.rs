@@ -230,12 +230,12 @@ fn covering(module: &[u8], address: u32) -> Result<Option<Range<usize>>, NotWasm
     // instantiation, so the last one's bytes are what memory holds.
     Ok(segments(module, data.content)?
         .into_iter()
-        .filter_map(|s| {
+        .rev()
+        .find_map(|s| {
             let (at, range) = s.active_at?;
             let skip = usize::try_from(address.checked_sub(at)?).ok()?;
             (skip < range.len()).then(|| range.start + skip..range.end)
-        })
-        .last())
+        }))
 }
 
 /// What the module's data segments write from `address` to the end of the segment that
