@@ -6,7 +6,7 @@
 //! which takes no bytes in the module file. `apart build` finds the header in a copy of the
 //! module and writes, at the buffer's address, a little-endian `u32` length and that many
 //! bytes of settings JSON (`{"policies": [...]}`): as an added active data segment when the
-//! buffer is in `.bss`, in place when the module's data holds it (see [`BUFFER`]). So the
+//! buffer is in `.bss`, in place when the module's data holds it (see `BUFFER`). So the
 //! waPC module as built carries no 64 KiB of zeros, and `wasm-opt` (whose memory packing drops
 //! runs of zeros from data segments) cannot remove the region. The layout is part of the
 //! modules' contract with the CLI.
