@@ -47,6 +47,40 @@ struct Common {
     /// Objects checked at once (one module instance each); the number of cores by default.
     #[arg(short, long, value_name = "N")]
     jobs: Option<std::num::NonZeroUsize>,
+    #[command(flatten)]
+    limits: Limits,
+}
+
+/// What the module may spend on one object: past either, the object is an error naming its
+/// file and line (exit 2), never a hang or the host's memory.
+#[derive(Args, Clone, Copy)]
+struct Limits {
+    /// Seconds the module may run per object (policy-server's default deadline).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = seconds)]
+    timeout: f64,
+    /// MiB of memory the module may grow to (per instance: one per job).
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    memory: u32,
+}
+
+/// A timeout in seconds: positive and at most an hour.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 3600.0 => Ok(s),
+        _ => Err(format!(
+            "{text}: give seconds, more than 0 and at most 3600"
+        )),
+    }
+}
+
+impl Limits {
+    /// The module, compiled, with these limits.
+    fn module(self, wasm: &[u8]) -> Result<PolicyModule, Diagnostic> {
+        let module =
+            PolicyModule::with_deadline(wasm, std::time::Duration::from_secs_f64(self.timeout))
+                .map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
+        Ok(module.with_memory_limit(usize::try_from(self.memory).unwrap_or(4096) << 20))
+    }
 }
 
 #[derive(Subcommand)]
@@ -113,6 +147,8 @@ enum Command {
         /// file, as kwctl records and replays them; without it every such call is refused.
         #[arg(long = "replay-host-capabilities-interactions", value_name = "FILE")]
         replay: Option<PathBuf>,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Where the live cluster runs subjects and peers on one failure domain, and what each
     /// domain's loss takes down together (exit 1 when a rule is violated).
@@ -208,7 +244,7 @@ fn evaluate(
         eprintln!("apart: warning: {skipped}");
     }
     let wasm = module::load(common.module.as_deref()).map_err(Diagnostic::Module)?;
-    let module = PolicyModule::new(&wasm).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
+    let module = common.limits.module(&wasm)?;
     let options = check::Options {
         default_namespace: &common.namespace,
         jobs: common
@@ -380,6 +416,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             settings,
             module: module_path,
             replay,
+            limits,
         } => {
             let review = read_document(&request)?;
             let request = apart_host::commands::run::admission_request(review)
@@ -389,8 +426,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                 None => serde_json::json!({}),
             };
             let wasm = module::load(module_path.as_deref()).map_err(Diagnostic::Module)?;
-            let mut policy =
-                PolicyModule::new(&wasm).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;
+            let mut policy = limits.module(&wasm)?;
             if let Some(path) = &replay {
                 policy = policy.with_replay(Replay::read(path).map_err(replay_error)?);
             }

@@ -2,7 +2,7 @@
 //!
 //! - differential: the ConstraintTemplate's Rego, evaluated with each policy's Constraint
 //!   parameters by regorus and by the real OPA engine (Gatekeeper's; where its library is
-//!   present, see `support/opa_go.rs`), reports the same error findings as the engine (run natively):
+//!   present, see `support/opa_engine.rs`), reports the same error findings as the engine (run natively):
 //!   the same set of (policy, code, JSON path) object by object, over every policy case of
 //!   the corpus with inputs (every object is evaluated, also those a Constraint's
 //!   `match.kinds` would not send);
@@ -13,8 +13,6 @@
 //! - `gatekeeper/` at the repository root is what `apart gatekeeper` writes for the bundled
 //!   example (`APART_BLESS=1` rewrites it).
 
-#[path = "support/opa_go.rs"]
-mod opa_go;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +27,7 @@ use apart_host::ship::gatekeeper;
 use apart_policy::admission::{self, ValidationRequest};
 use apart_policy::{PolicySet, Severity};
 use serde_json::{Value, json};
+use support::opa_engine::{self, OpaEngine};
 use support::{assert_no_failures, bless, case_dirs, files, read_json, root, run_cli};
 
 /// Cases where the Rego cannot agree with the engine, with why. The test fails when a listed
@@ -43,7 +42,7 @@ type Codes = BTreeSet<(String, String, String)>;
 /// A Rego engine with the generated template's Rego loaded.
 enum Rego {
     Regorus(Box<regorus::Engine>),
-    Opa(opa_go::OpaGo),
+    Opa(OpaEngine),
 }
 
 const QUERY: &str = "data.apart.decorrelation.violation";
@@ -59,7 +58,7 @@ impl Rego {
 
     /// The real OPA engine, when its library is present.
     fn opa() -> Option<Self> {
-        let mut opa = opa_go::OpaGo::load()?;
+        let mut opa = OpaEngine::load()?;
         opa.add_policy("apart.rego", gatekeeper::REGO)
             .expect("the generated Rego compiles in OPA");
         Some(Self::Opa(opa))
@@ -71,8 +70,8 @@ impl Rego {
         match Self::opa() {
             Some(opa) => engines.push(("OPA", opa)),
             None => eprintln!(
-                "note: no OPA pass: {} is absent (`cargo xtask bench` fetches it)",
-                opa_go::library_path().display()
+                "note: no OPA pass: {} is absent (`cargo xtask setup` installs it)",
+                opa_engine::library_path().display()
             ),
         }
         engines

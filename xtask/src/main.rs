@@ -3,14 +3,19 @@
 //! - `setup`: the wasm targets and toolchain components the build needs, the Debian
 //!   packages the tests drive (a real OCI registry, headless Chromium), and the official OPA
 //!   npm SDK the OPA-ABI module is tested under (into `target/opa-node`), and Microsoft's SARIF
-//!   Multitool that validates the SARIF output (into `target/sarif-node`).
+//!   Multitool that validates the SARIF output (into `target/sarif-node`), cargo-fuzz, and
+//!   OPA's engine as a C library for the differential test and the bench (into
+//!   `target/opa-bridge`).
 //! - `build`: the Kubewarden module (wasm32-wasip1, release, then `wasm-opt -Oz` into
-//!   `target/wasm/apart_wasm.wasm`), then the CLI with that exact module embedded: afterwards `target/release/apart` works with no flags. Also the OPA-ABI
+//!   `target/wasm/apart_wasm.wasm`), then the CLI with that exact module embedded: afterwards
+//!   `target/release/apart` works with no flags. Also the OPA-ABI
 //!   module (wasm32-unknown-unknown), with its ABI version globals added after linking.
 //! - `ci`: setup, format check, the modules, one release build of the host side (the CLI and
 //!   every test), clippy (`-D warnings`, host and wasm), then every test against the modules
-//!   just built. One release profile throughout, so wasmtime is compiled once.
+//!   just built, then a 5 s smoke of every fuzz target. One release profile throughout, so
+//!   wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
+//! - `fuzz`: the libFuzzer targets of `fuzz/` (see `fuzz.rs` and `docs/reliability.md`).
 //! - `bench`: build, then the benchmarks, each printing its table beside its floor: every
 //!   admission path in one table (`host-tests/benches/admission/`: the native engine, the
 //!   module warm and fresh as policy-server runs it, an empty guest, the generated Rego under
@@ -21,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod fuzz;
 mod opa_abi;
 
 /// The guest crate and where its module lands.
@@ -135,7 +141,50 @@ fn setup() -> Result {
     }
     debian_packages()?;
     opa_npm_sdk()?;
-    sarif_multitool()
+    sarif_multitool()?;
+    fuzz::install_cargo_fuzz()?;
+    opa_bridge()
+}
+
+/// OPA's own engine (1.20, Go) as a C shared library, from the PyPI wheel that ships it
+/// (`opa-golib-python-bindings`, pinned): the differential and Gatekeeper tests evaluate the
+/// generated Gatekeeper Rego with it, as Gatekeeper does, and the admission bench times it. Only the wheel is downloaded (no Python
+/// package is installed); the library needs only libc.
+const OPA_BRIDGE_WHEEL: &str = "opa-golib-python-bindings==0.4.4";
+/// Where the library lands under `target/opa-bridge`.
+pub const OPA_BRIDGE_LIBRARY: &str = "opa_bindings/libopabridge.so";
+
+fn opa_bridge() -> Result {
+    let dir = root().join("target").join("opa-bridge");
+    if dir.join(OPA_BRIDGE_LIBRARY).is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    run(Command::new("python3")
+        .current_dir(&dir)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--python-version",
+            "3.14",
+            "--only-binary=:all:",
+            "--dest",
+            ".",
+        ])
+        .arg(OPA_BRIDGE_WHEEL))?;
+    let wheel = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or("pip left no wheel")?;
+    // A wheel is a zip; Python's zipfile module unpacks it without an unzip binary.
+    run(Command::new("python3")
+        .current_dir(&dir)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg("."))
 }
 
 /// Microsoft's SARIF Multitool, pinned: the validator `apart check --output sarif` is
@@ -352,6 +401,9 @@ fn ci() -> Result {
         "warnings",
     ]))?;
     run(cargo_with_module().args(["test", "--workspace", "--release"]))?;
+    // A short smoke of every fuzz target over the committed corpus (the corpus replay through
+    // the modules, the differential and the property tests ran with the tests above).
+    fuzz::fuzz(&["--seconds".to_owned(), "5".to_owned()])?;
     eprintln!("\nci passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -419,43 +471,10 @@ fn build_empty_guest() -> Result<PathBuf> {
         .join("examples/empty_guest.wasm"))
 }
 
-/// The real OPA engine as a C library, pinned: the PyPI wheel `opa-golib-python-bindings`
-/// ships OPA 1.20's Go engine as `libopabridge.so` (it needs only libc). Unpacked into
-/// `target/opa-go`; the admission bench's OPA rows use it.
-const OPA_GO_WHEEL: &str = "opa-golib-python-bindings==0.4.4";
-
-fn opa_go_library() -> Result {
-    let dir = root().join("target/opa-go");
-    if dir.join("opa_bindings/libopabridge.so").is_file() {
-        return Ok(());
-    }
-    run(Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--python-version",
-            "3.14",
-        ])
-        .args(["--only-binary=:all:", OPA_GO_WHEEL, "--dest"])
-        .arg(&dir))?;
-    let wheel = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .find(|path| path.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| format!("pip left no wheel in {}", dir.display()))?;
-    // A wheel is a zip file; Python's own zipfile module unpacks it (no `unzip` needed).
-    run(Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(&dir))
-}
-
 fn bench() -> Result {
     build()?;
     let empty_guest = build_empty_guest()?;
-    if let Err(e) = opa_go_library() {
+    if let Err(e) = opa_bridge() {
         eprintln!("xtask: the real OPA engine is not available ({e}); its rows are left out");
     }
     run(cargo_with_module()
@@ -472,7 +491,11 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "demo" => demo(),
         "bench" => bench(),
-        _ => Err("usage: cargo xtask <setup|build|ci|demo|bench>".to_owned()),
+        "fuzz" => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
+        _ => Err(
+            "usage: cargo xtask <setup|build|ci|demo|bench|fuzz [--seconds N] [--seed] [--cmin] [TARGET...]>"
+                .to_owned(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

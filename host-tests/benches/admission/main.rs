@@ -18,8 +18,8 @@
 //! instance per call (the guest's initialisation and `wapc_init` included) under an epoch
 //! deadline. The empty guest (`wasm/examples/empty_guest.rs`) is the instantiation floor.
 
-#[path = "../../tests/support/opa_go.rs"]
-mod opa_go;
+#[path = "../../tests/support/opa_engine.rs"]
+mod opa_engine;
 
 use std::ffi::CString;
 use std::hint::black_box;
@@ -326,17 +326,16 @@ fn main() {
     };
     let mut rego_time = Vec::new();
     // The real OPA engine, one instance per Rego, each compiled once (absent: no OPA rows).
-    let mut opa =
-        opa_go::OpaGo::load()
-            .zip(opa_go::OpaGo::load())
-            .map(|(mut generated, mut hand)| {
-                generated
-                    .add_policy("apart.rego", gatekeeper::REGO)
-                    .expect("generated Rego in OPA");
-                hand.add_policy("seed.rego", HAND_WRITTEN_REGO)
-                    .expect("hand-written Rego in OPA");
-                (generated, hand)
-            });
+    let mut opa = opa_engine::OpaEngine::load()
+        .zip(opa_engine::OpaEngine::load())
+        .map(|(mut generated, mut hand)| {
+            generated
+                .add_policy("apart.rego", gatekeeper::REGO)
+                .expect("generated Rego in OPA");
+            hand.add_policy("seed.rego", HAND_WRITTEN_REGO)
+                .expect("hand-written Rego in OPA");
+            (generated, hand)
+        });
     for (name, input, violating) in &rego_inputs {
         let rego_floor = measure(table.budget, || {
             black_box(serde_json::from_str::<IgnoredAny>(black_box(input)).ok());
@@ -410,7 +409,7 @@ fn main() {
     if opa.is_none() {
         println!(
             "(no OPA rows: {} is absent; `cargo xtask bench` fetches it)",
-            opa_go::library_path().display()
+            opa_engine::library_path().display()
         );
     }
     println!("decisions: every row agrees with the native engine on every input");

@@ -721,9 +721,21 @@ fn answer_part(
                 shared.options.default_namespace,
                 &shared.settings,
             );
-            let response = worker
-                .validate(&request)
-                .map_err(|e| Diagnostic::Module(format!("{name}:{}: {e}", object.start.line)))?;
+            let response = worker.validate(&request).map_err(|e| {
+                // A deadline or memory limit hit names the object, so that the user knows
+                // which one to split or raise the limit for.
+                let kind = object.value.get("kind").and_then(Value::as_str);
+                let id = object
+                    .value
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str);
+                Diagnostic::Module(format!(
+                    "{name}:{}: {} {}: {e}",
+                    object.start.line,
+                    kind.unwrap_or("object"),
+                    id.unwrap_or("(unnamed)"),
+                ))
+            })?;
             let findings: Vec<Finding> = match response
                 .audit_annotations
                 .as_ref()

@@ -110,7 +110,7 @@ fn size(bytes: usize) -> String {
 
 fn deadline_message(operation: &str, deadline: Duration, payload_bytes: usize) -> String {
     format!(
-        "the module hit its {:.1} s deadline in {operation} and was interrupted: {} ({} of input) took longer than that (policy-server interrupts it the same way, 2 s by default). Give it less to do at once: split the policies over several policies (ClusterAdmissionPolicies) or keep the object smaller; or raise the deadline (the policy's spec.timeoutEvalSeconds, up to 30; policy-server's --policy-timeout)",
+        "the module hit its {:.1} s deadline in {operation} and was interrupted: {} ({} of input) took longer than that (policy-server interrupts it the same way, 2 s by default). Give it less to do at once: split the policies over several policies (ClusterAdmissionPolicies) or keep the object smaller; or raise the deadline (apart's --timeout; the policy's spec.timeoutEvalSeconds, up to 30; policy-server's --policy-timeout)",
         deadline.as_secs_f64(),
         work(operation),
         size(payload_bytes),
@@ -119,7 +119,7 @@ fn deadline_message(operation: &str, deadline: Duration, payload_bytes: usize) -
 
 fn memory_message(operation: &str, limit: usize, payload_bytes: usize) -> String {
     format!(
-        "the module hit its {} memory limit in {operation} and stopped: {} ({} of input) needs more memory than that. Give it less to do at once: split the policies over several policies (ClusterAdmissionPolicies) or keep the object smaller",
+        "the module hit its {} memory limit in {operation} and stopped: {} ({} of input) needs more memory than that. Give it less to do at once: split the policies over several policies (ClusterAdmissionPolicies) or keep the object smaller; or raise the limit (apart's --memory)",
         size(limit),
         work(operation),
         size(payload_bytes),

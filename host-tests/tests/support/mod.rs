@@ -5,6 +5,9 @@
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod opa_engine;
+pub mod opa_host;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};

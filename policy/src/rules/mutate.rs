@@ -54,6 +54,28 @@ pub(crate) fn apply(value: &mut Value, plan: &Plan) -> Option<Vec<PatchOp>> {
             Some(_) => return None,
         },
         Plan::Repair(r) => {
+            // Another peer group's plan may have given this term a namespaceSelector already
+            // (plans are made on the object as it was, applied one after another): `{}`
+            // (every namespace) covers any other, so it is kept or written; two other
+            // selectors cannot be joined into one, so instead of overwriting the first, a
+            // copy of the term with this group's scope is appended to its list (a copy sees
+            // at least what the term did: nothing is weakened). Decided before anything is
+            // written.
+            let selector = match (
+                &r.namespace_selector,
+                r.term.name("namespaceSelector").get(value),
+            ) {
+                (Some(new), Some(old)) if !old.is_null() => {
+                    if is_everything(old) || old == new {
+                        None
+                    } else if is_everything(new) {
+                        Some(new)
+                    } else {
+                        return append_copy(value, r, new);
+                    }
+                }
+                (new, _) => new.as_ref(),
+            };
             if !r.add_namespaces.is_empty() {
                 let list = r.term.name("namespaces");
                 let existing: Vec<String> = match list.get(value) {
@@ -80,7 +102,7 @@ pub(crate) fn apply(value: &mut Value, plan: &Plan) -> Option<Vec<PatchOp>> {
                     _ => {}
                 }
             }
-            if let Some(selector) = &r.namespace_selector {
+            if let Some(selector) = selector {
                 add(
                     value,
                     &r.term.name("namespaceSelector"),
@@ -90,7 +112,12 @@ pub(crate) fn apply(value: &mut Value, plan: &Plan) -> Option<Vec<PatchOp>> {
             }
             if let (Some(weight), Some(weighted)) = (r.weight, &r.weighted) {
                 let at = weighted.name("weight");
-                *at.get_mut(value)? = json!(weight);
+                let slot = at.get_mut(value)?;
+                // Only ever raised: another rule's plan may have raised it further already.
+                if slot.as_i64().is_some_and(|w| w >= weight) {
+                    return Some(ops);
+                }
+                *slot = json!(weight);
                 ops.push(PatchOp {
                     op: "replace".into(),
                     path: at.pointer(),
@@ -100,6 +127,66 @@ pub(crate) fn apply(value: &mut Value, plan: &Plan) -> Option<Vec<PatchOp>> {
         }
     }
     Some(ops)
+}
+
+/// Appends to a term's list a copy of the term (with its weight, for a preferred one) whose
+/// scope is the term's namespaces and `add_namespaces`, selected by `selector`; the weight
+/// raised as `r` asks.
+fn append_copy(value: &mut Value, r: &Repair, selector: &Value) -> Option<Vec<PatchOp>> {
+    let item = r.weighted.as_ref().unwrap_or(&r.term);
+    let mut list = item.clone();
+    list.pop();
+    let mut copy = item.get(value)?.clone();
+    let term = match r.weighted {
+        Some(_) => copy.get_mut("podAffinityTerm")?,
+        None => &mut copy,
+    };
+    let Value::Object(fields) = term else {
+        return None;
+    };
+    fields.insert("namespaceSelector".into(), selector.clone());
+    if !r.add_namespaces.is_empty() {
+        let mut names: Vec<Value> = match fields.get("namespaces") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        };
+        for n in &r.add_namespaces {
+            let n = json!(n);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        fields.insert("namespaces".into(), Value::Array(names));
+    }
+    if let (Some(weight), Some(Value::Object(w))) =
+        (r.weight, r.weighted.as_ref().map(|_| &mut copy))
+    {
+        let lower = w
+            .get("weight")
+            .and_then(Value::as_i64)
+            .is_none_or(|old| old < weight);
+        if lower {
+            w.insert("weight".into(), json!(weight));
+        }
+    }
+    let len = match list.get(value)? {
+        Value::Array(items) => items.len(),
+        _ => return None,
+    };
+    let mut ops = Vec::new();
+    add(value, &list.index(len), copy, &mut ops)?;
+    Some(ops)
+}
+
+/// A label selector that selects everything (`{}`, or empty lists).
+fn is_everything(selector: &Value) -> bool {
+    selector.as_object().is_some_and(|m| {
+        m.values().all(|v| match v {
+            Value::Object(o) => o.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        })
+    })
 }
 
 /// `add` at a path whose parent exists.
