@@ -71,7 +71,9 @@ impl Evaluator for NativeReplay<'_> {
         let mut host = ReplayHost::new(self.replay);
         let response = apart_wasm::validate_payload_with(request, &mut host);
         self.calls.borrow_mut().extend(host.calls);
-        Ok(response)
+        // Through its JSON, as the module answers: the SDK's type reads it.
+        let json = serde_json::to_vec(&response).expect("the response encodes");
+        Ok(serde_json::from_slice(&json).expect("the SDK reads the response"))
     }
 }
 

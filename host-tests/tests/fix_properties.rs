@@ -70,7 +70,7 @@ fn repaired(numbers: &[u32]) -> Option<Repaired> {
     let settings = apart_testkit::settings(&policies).to_string();
     let set = PolicySet::from_settings(settings.as_bytes()).ok()?;
     let first = evaluate(&set, &object);
-    let mutated = first.mutated.clone()?;
+    let mutated = serde_json::from_str(first.mutated.as_deref()?).expect("the repair is JSON");
     Some(Repaired {
         set,
         object,

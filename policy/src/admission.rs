@@ -40,6 +40,7 @@ use crate::rules::evaluate::Context;
 use crate::rules::finding::{Finding, Severity};
 use crate::rules::policy::{ExistingViolations, PolicySet};
 use crate::source::path::{JsonPath, Segment};
+use crate::source::splice::{self, MemberSpan};
 
 /// The audit annotation key that carries the findings as JSON. The API server writes each
 /// webhook audit annotation as `<webhook name>/<key>` and drops a key that does not make a
@@ -139,15 +140,84 @@ fn strip_position(message: &str) -> &str {
         .unwrap_or(message)
 }
 
-/// Only the object of a validation request, read whole (for repairs and value targets).
-#[derive(Deserialize)]
-struct WholeObject {
-    request: WholeRequest,
+/// The object's JSON text in a validation request, found when a repair or a value target
+/// needs more than the lean view (once: one pass over the request, which is what reading
+/// `request.object` whole would cost anyway).
+struct ObjectText<'a> {
+    payload: &'a [u8],
+    found: Option<Result<&'a str, ObjectError>>,
 }
 
-#[derive(Deserialize)]
-struct WholeRequest {
-    object: Value,
+impl<'a> ObjectText<'a> {
+    fn new(payload: &'a [u8]) -> Self {
+        Self {
+            payload,
+            found: None,
+        }
+    }
+
+    fn get(&mut self) -> Result<&'a str, ObjectError> {
+        let payload = self.payload;
+        self.found
+            .get_or_insert_with(|| {
+                let unreadable = |e: &dyn std::fmt::Display| ObjectError {
+                    message: format!("cannot read the object: {e}"),
+                };
+                let text = std::str::from_utf8(payload).map_err(|e| unreadable(&e))?;
+                let path = [Segment::Name("request".to_owned())];
+                match splice::member(text, &path, "object") {
+                    Ok(Some(MemberSpan::Value(range))) => {
+                        text.get(range).ok_or_else(|| unreadable(&"out of range"))
+                    }
+                    Ok(_) => Err(unreadable(&"the request has no object")),
+                    Err(e) => Err(unreadable(&e)),
+                }
+            })
+            .clone()
+    }
+
+    fn whole(&mut self) -> Result<Value, ObjectError> {
+        let text = self.get()?;
+        serde_json::from_str(text).map_err(|e| ObjectError {
+            message: format!("cannot read the object: {e}"),
+        })
+    }
+}
+
+/// A repaired object as JSON text, checked to be JSON: Kubewarden's `mutated_object`, written
+/// as it is, with no tree in between. Its text is the submitted object's, except the repaired
+/// affinities (or, where that could not be done in place, the whole object written anew).
+#[derive(Debug, Clone)]
+pub struct MutatedObject(Box<RawValue>);
+
+impl MutatedObject {
+    /// Checks that `json` is JSON.
+    fn new(json: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(json).map(Self)
+    }
+
+    /// The object's JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The object read into a tree.
+    pub fn to_value(&self) -> Value {
+        // Checked to be JSON when it was made.
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for MutatedObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl serde::Serialize for MutatedObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// The outcome of an admission review.
@@ -162,7 +232,7 @@ pub struct Verdict {
     /// Every finding on the object as submitted (with fixes for mutate rules).
     pub findings: Vec<Finding>,
     /// The repaired object, when the request is accepted after mutation.
-    pub mutated_object: Option<Value>,
+    pub mutated_object: Option<MutatedObject>,
     /// The error findings on the object as submitted that this request is judged by, before
     /// any repair: what an engine that only validates denies (the OPA-ABI module, the
     /// Gatekeeper Rego). Empty for what the lifecycle lets through (a Pod UPDATE, an existing
@@ -414,14 +484,8 @@ fn review_in(
         }
         _ => None,
     };
-    let mut whole = || -> Result<Value, ObjectError> {
-        serde_json::from_slice::<WholeObject>(payload)
-            .map(|w| w.request.object)
-            .map_err(|e| ObjectError {
-                message: format!("cannot read the object: {e}"),
-            })
-    };
-    let evaluation = match policies.evaluate_view(object, &ctx, &mut whole) {
+    let mut text = ObjectText::new(payload);
+    let mut evaluation = match policies.evaluate_view(object, &ctx, &mut || text.get()) {
         Ok(e) => e,
         Err(e) => return Verdict::reject(format!("apart: {e}")),
     };
@@ -430,7 +494,9 @@ fn review_in(
     let changes = match stage {
         Stage::Update(old) if !evaluation.findings.is_empty() => {
             let targets = policies.value_targets();
-            match object::update_changes(payload, old, &evaluation.object, &targets, &mut whole) {
+            match object::update_changes(payload, old, &evaluation.object, &targets, &mut || {
+                text.whole()
+            }) {
                 Ok(c) => c,
                 Err(e) => return Verdict::reject(format!("apart: {e}")),
             }
@@ -486,32 +552,31 @@ fn review_in(
         .collect();
     // Repairs only where the lifecycle allows them: none for a Pod UPDATE or a mirror pod,
     // and on an UPDATE none for a source left as it was or a Job's template.
-    let mut mutated = evaluation.mutated.filter(|_| stage.repairs());
-    if let (Some(m), false) = (mutated.as_mut(), changes.is_empty()) {
-        let original = match whole() {
-            Ok(o) => o,
-            Err(e) => return Verdict::reject(format!("apart: {e}")),
+    let left_alone: Vec<&JsonPath> = changes
+        .iter()
+        .filter(|c| c.unchanged || c.immutable)
+        .map(|c| &c.affinity_path)
+        .collect();
+    let mut mutated = evaluation.mutated.take().filter(|_| stage.repairs());
+    if let (Some(m), false) = (mutated.as_deref(), left_alone.is_empty()) {
+        let (original, repaired) = match (text.whole(), serde_json::from_str::<Value>(m)) {
+            (Ok(o), Ok(r)) => (o, r),
+            (Err(e), _) => return Verdict::reject(format!("apart: {e}")),
+            (_, Err(e)) => {
+                return Verdict::reject(format!("apart: the repaired object cannot be read: {e}"));
+            }
         };
-        for c in changes.iter().filter(|c| c.unchanged || c.immutable) {
-            restore(m, &original, &c.affinity_path);
+        let mut repaired = repaired;
+        for path in &left_alone {
+            restore(&mut repaired, &original, path);
         }
-        if *m == original {
-            mutated = None;
-        }
+        mutated = (repaired != original).then(|| repaired.to_string());
     }
     let mut remaining = match &mutated {
         None => evaluation.findings,
-        Some(m) => {
-            let text = m.to_string();
-            match policies.evaluate(text.as_bytes(), &ctx) {
-                Ok(after) => after.findings,
-                Err(e) => {
-                    return Verdict::reject(format!(
-                        "apart: the repaired object cannot be read: {e}"
-                    ));
-                }
-            }
-        }
+        Some(_) => policies.recheck(&evaluation, &ctx, |source| {
+            !left_alone.contains(&&source.affinity_path)
+        }),
     };
     // A repair cannot move a running pod: co-located findings remain whatever was repaired.
     remaining.extend(co_located);
@@ -527,7 +592,14 @@ fn review_in(
     }
     if refusing.is_empty() {
         verdict.accepted = true;
-        verdict.mutated_object = mutated;
+        verdict.mutated_object = match mutated.map(MutatedObject::new).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                return Verdict::reject(format!(
+                    "apart: internal: the repaired object is not JSON ({e}); please report this with the request"
+                ));
+            }
+        };
     } else {
         verdict.message = Some(names::clip_values(&rejection(&refusing, &name)));
     }

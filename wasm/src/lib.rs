@@ -24,10 +24,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use apart_policy::PolicySet;
-use apart_policy::admission::{self, FINDINGS_ANNOTATION, ValidationRequest, Verdict};
+use apart_policy::admission::{
+    self, FINDINGS_ANNOTATION, MutatedObject, ValidationRequest, Verdict,
+};
 use apart_policy::placement::colocation::KubernetesHost;
 use apart_policy::rules::baked;
-use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use wapc_guest::{CallResult, register_function};
 
@@ -73,6 +74,26 @@ fn compile(settings: &[u8]) -> Result<PolicySet, String> {
             "settings.policies is empty and no policies are baked into this module: give at least one DecorrelationPolicy document (or bake them in with `apart build`)".to_owned(),
         ),
     }
+}
+
+/// Kubewarden's `ValidationResponse` as policy-server reads it: the SDK's fields, names and
+/// order, `null` for what is not set. The SDK's own type holds the mutated object as a
+/// `serde_json::Value`; this one holds the engine's JSON text, written as it is, so a repair
+/// costs no tree and no second serialisation of the object.
+#[derive(Debug, serde::Serialize)]
+pub struct ValidationResponse {
+    /// Let the request through?
+    pub accepted: bool,
+    /// Why not, for the user.
+    pub message: Option<String>,
+    /// The HTTP status of a rejection.
+    pub code: Option<u16>,
+    /// The repaired object (`action: mutate`).
+    pub mutated_object: Option<MutatedObject>,
+    /// Audit annotations (the findings).
+    pub audit_annotations: Option<HashMap<String, String>>,
+    /// Warnings for the user.
+    pub warnings: Option<Vec<String>>,
 }
 
 /// Encodes a verdict as Kubewarden's `ValidationResponse`.

@@ -18,6 +18,8 @@
 //! instance per call (the guest's initialisation and `wapc_init` included) under an epoch
 //! deadline. The empty guest (`wasm/examples/empty_guest.rs`) is the instantiation floor.
 
+// The bench uses only part of the shared loader.
+#[allow(dead_code)]
 #[path = "../../tests/support/opa_engine.rs"]
 mod opa_engine;
 

@@ -492,17 +492,22 @@ fn group_of(api_version: &str) -> &str {
 }
 
 fn read_affinity(raw: Option<&RawValue>, path: &JsonPath) -> AffinitySlot {
-    let Some(raw) = raw else {
-        return AffinitySlot::Absent;
-    };
-    if raw.get() == "null" {
+    match raw {
+        None => AffinitySlot::Absent,
+        Some(raw) => read_affinity_text(raw.get(), path),
+    }
+}
+
+/// Reads an affinity from its JSON text (`null`: none), at `path` in its object.
+pub(crate) fn read_affinity_text(text: &str, path: &JsonPath) -> AffinitySlot {
+    if text == "null" {
         return AffinitySlot::Absent;
     }
-    match serde_json::from_str::<Affinity>(raw.get()) {
+    match serde_json::from_str::<Affinity>(text) {
         Ok(a) => AffinitySlot::Present(a),
         Err(_) => {
             // Re-read with path tracking only now, to say exactly where.
-            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let mut de = serde_json::Deserializer::from_str(text);
             let err = serde_path_to_error::deserialize::<_, Affinity>(&mut de).err();
             let (at, message) = err.map_or_else(
                 || (path.clone(), "the affinity cannot be read".to_owned()),

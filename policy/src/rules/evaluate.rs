@@ -19,6 +19,8 @@ use crate::rules::finding::{Code, Finding, ObjectRef};
 use crate::rules::judge::{Judgement, SelectorFit, judge};
 use crate::rules::mutate::{self, Plan, Repair};
 use crate::rules::policy::{Action, PeerGroup, Policy, PolicySet, Strength};
+use crate::source::path::Segment;
+use crate::source::splice::{self, MemberSpan};
 
 /// What evaluation needs besides the object.
 #[derive(Debug, Clone, Copy)]
@@ -30,14 +32,20 @@ pub struct Context<'a> {
 }
 
 /// The outcome for one object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Evaluation {
     /// The object.
     pub object: ObjectRef,
     /// Its findings, in policy order.
     pub findings: Vec<Finding>,
-    /// The repaired object, when a mutate policy changed it.
-    pub mutated: Option<Value>,
+    /// The repaired object as JSON text, when a mutate policy changed it: the object's own
+    /// text with only the repaired affinity written anew, where that can be done, else the
+    /// whole object written from its tree.
+    pub mutated: Option<String>,
+    /// The pod sources read, for the re-check of the repaired object.
+    pub(crate) sources: Vec<PodSource>,
+    /// Each source's affinity after its repairs (JSON text), for the sources a plan touched.
+    pub(crate) repaired: Vec<Option<String>>,
 }
 
 impl Evaluation {
@@ -437,30 +445,83 @@ impl PolicySet {
     pub fn evaluate(&self, json: &[u8], ctx: &Context<'_>) -> Result<Evaluation, ObjectError> {
         let view: ObjectView<'_> =
             serde_json::from_slice(json).map_err(|e| object::object_error(json, e))?;
-        self.evaluate_view(view, ctx, &mut || {
-            serde_json::from_slice(json).map_err(|e| object::object_error(json, e))
-        })
+        let text = std::str::from_utf8(json).map_err(|e| ObjectError {
+            message: format!("cannot read the object: {e}"),
+        });
+        self.evaluate_view(view, ctx, &mut || text.clone())
     }
 
-    /// Evaluates an object already read leanly. `whole` reads the complete object; it is
-    /// called only when a value target or a repair needs it.
-    pub fn evaluate_view(
+    /// Evaluates an object already read leanly. `text` gives the object's JSON text; it is
+    /// called only when a value target or a repair needs more than the lean view.
+    pub fn evaluate_view<'t>(
         &self,
         view: ObjectView<'_>,
         ctx: &Context<'_>,
-        whole: &mut dyn FnMut() -> Result<Value, ObjectError>,
+        text: &mut dyn FnMut() -> Result<&'t str, ObjectError>,
     ) -> Result<Evaluation, ObjectError> {
-        let targets: Vec<_> = self
-            .policies()
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.value_targets.iter().map(move |t| (i, t)))
-            .collect();
-        let read = object::read_view(view, ctx.default_namespace, &targets, whole)?;
+        let targets = self.value_targets();
+        let read = object::read_view(view, ctx.default_namespace, &targets, &mut || {
+            text().and_then(whole)
+        })?;
+        let (mut findings, plans) = self.check_sources(&read.sources, &read.object, ctx);
+        let mut repaired = vec![None; read.sources.len()];
+        let mutated = if plans.is_empty() {
+            None
+        } else {
+            // The object's own text with only the repaired affinity rewritten, when it has one
+            // pod source and the affinity's parent is there to write into (nearly always);
+            // otherwise the whole object as a tree.
+            let one_source = match read.value {
+                None => plans
+                    .first()
+                    .map(|(s, _, _)| *s)
+                    .filter(|first| plans.iter().all(|(s, _, _)| s == first)),
+                Some(_) => None,
+            };
+            let spliced = match (one_source, one_source.and_then(|s| read.sources.get(s))) {
+                (Some(index), Some(source)) => {
+                    let json = text()?;
+                    repair_text(json, source, &plans, &mut findings).map(|(out, affinity)| {
+                        if let Some(slot) = repaired.get_mut(index) {
+                            *slot = Some(affinity);
+                        }
+                        out
+                    })
+                }
+                _ => None,
+            };
+            match spliced {
+                Some(out) => out,
+                None => {
+                    let value = match read.value {
+                        Some(v) => v,
+                        None => whole(text()?)?,
+                    };
+                    repair_tree(value, &read.sources, &plans, &mut findings, &mut repaired)
+                }
+            }
+        };
+        Ok(Evaluation {
+            object: read.object,
+            findings,
+            mutated,
+            sources: read.sources,
+            repaired,
+        })
+    }
+
+    /// Every policy's findings and repair plans on an object's pod sources, in policy order:
+    /// `(source index, the findings the plan repairs, plan)`.
+    fn check_sources(
+        &self,
+        sources: &[PodSource],
+        object: &ObjectRef,
+        ctx: &Context<'_>,
+    ) -> (Vec<Finding>, Vec<PlannedRepair>) {
         let mut findings = Vec::new();
         let mut plans = Vec::new();
         for (index, policy) in self.policies().iter().enumerate() {
-            for source in &read.sources {
+            for (at, source) in sources.iter().enumerate() {
                 let applies = match source.origin {
                     Origin::Template => true,
                     Origin::ValueTarget { policy } => policy == index,
@@ -470,40 +531,276 @@ impl PolicySet {
                 }
                 let mut check = Check {
                     policy,
-                    object: &read.object,
+                    object,
                     findings: Vec::new(),
                     plans: Vec::new(),
                 };
                 check.run(source, ctx.namespaces);
                 let offset = findings.len();
                 for (range, plan) in check.plans {
-                    plans.push(((range.start + offset)..(range.end + offset), plan));
+                    plans.push((at, (range.start + offset)..(range.end + offset), plan));
                 }
                 findings.extend(check.findings);
             }
         }
-        let mutated = if plans.is_empty() {
-            None
-        } else {
-            let mut value = match read.value {
-                Some(v) => v,
-                None => whole()?,
-            };
-            let mut changed = false;
-            for (range, plan) in plans {
-                if let Some(ops) = mutate::apply(&mut value, &plan) {
-                    changed |= !ops.is_empty();
-                    for f in findings.get_mut(range).into_iter().flatten() {
-                        f.fix = Some(ops.clone());
-                    }
-                }
+        (findings, plans)
+    }
+
+    /// The findings on the object once repaired: every pod source judged again with its
+    /// repaired affinity, except those `keep` refuses (an UPDATE leaves their repair out),
+    /// which keep their own. Nothing else of the object changes with a repair, so this is
+    /// what evaluating the repaired object would find, without reading it again.
+    pub(crate) fn recheck(
+        &self,
+        evaluation: &Evaluation,
+        ctx: &Context<'_>,
+        keep: impl Fn(&PodSource) -> bool,
+    ) -> Vec<Finding> {
+        let sources: Vec<PodSource> = evaluation
+            .sources
+            .iter()
+            .zip(&evaluation.repaired)
+            .map(|(source, repaired)| match repaired {
+                Some(affinity) if keep(source) => PodSource {
+                    affinity: object::read_affinity_text(affinity, &source.affinity_path),
+                    ..source.clone()
+                },
+                _ => source.clone(),
+            })
+            .collect();
+        self.check_sources(&sources, &evaluation.object, ctx).0
+    }
+}
+
+/// Applies every plan to the whole object's tree, then writes all of it: for the objects
+/// [`repair_text`] cannot repair in place (value targets, a pod spec missing). Records each
+/// planned source's repaired affinity; the object's text when something changed.
+fn repair_tree(
+    mut value: Value,
+    sources: &[PodSource],
+    plans: &[PlannedRepair],
+    findings: &mut [Finding],
+    repaired: &mut [Option<String>],
+) -> Option<String> {
+    let mut changed = false;
+    for (_, range, plan) in plans {
+        if let Some(ops) = mutate::apply(&mut value, plan) {
+            changed |= !ops.is_empty();
+            for f in findings.get_mut(range.clone()).into_iter().flatten() {
+                f.fix = Some(ops.clone());
             }
-            changed.then_some(value)
+        }
+    }
+    for (index, _, _) in plans {
+        if let (Some(slot), Some(source)) = (repaired.get_mut(*index), sources.get(*index)) {
+            *slot = Some(
+                source
+                    .affinity_path
+                    .get(&value)
+                    .map_or_else(|| "null".to_owned(), Value::to_string),
+            );
+        }
+    }
+    changed.then(|| value.to_string())
+}
+
+/// The whole object read from its JSON text into a tree.
+fn whole(json: &str) -> Result<Value, ObjectError> {
+    serde_json::from_str(json).map_err(|e| object::object_error(json.as_bytes(), e))
+}
+
+/// A repair plan: its pod source's index, the findings it repairs, and the plan.
+type PlannedRepair = (usize, std::ops::Range<usize>, Plan);
+
+/// Applies the plans of one pod source to its affinity alone and writes the result into the
+/// object's text in place of the old affinity (or after the pod spec's last member): the rest
+/// of the object is copied as it came. The plans see a tree made of the affinity and its
+/// parents only, so their operations (each finding's fix) are those they would write on the
+/// whole object. `None` when this cannot be done (the affinity's parent is not an object with
+/// members, or is not reached by names only): the caller repairs the whole tree instead.
+/// Returns the repaired object's text (`None` inside when nothing changed) and the repaired
+/// affinity's.
+fn repair_text(
+    json: &str,
+    source: &PodSource,
+    plans: &[PlannedRepair],
+    findings: &mut [Finding],
+) -> Option<(Option<String>, String)> {
+    let mut parent = source.affinity_path.clone();
+    let Some(Segment::Name(key)) = parent.segments().last().cloned() else {
+        return None;
+    };
+    parent.pop();
+    let span = splice::member(json, parent.segments(), &key).ok()??;
+    let mut tree = Value::Object(serde_json::Map::new());
+    let mut slot = &mut tree;
+    for segment in parent.segments() {
+        let (Segment::Name(name), Value::Object(map)) = (segment, slot) else {
+            return None;
         };
-        Ok(Evaluation {
-            object: read.object,
-            findings,
-            mutated,
-        })
+        slot = map
+            .entry(name.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
+    if let (MemberSpan::Value(range), Value::Object(map)) = (&span, slot) {
+        let current: Value = serde_json::from_str(json.get(range.clone())?).ok()?;
+        map.insert(key.clone(), current);
+    }
+    let mut changed = false;
+    for (_, range, plan) in plans {
+        if let Some(ops) = mutate::apply(&mut tree, plan) {
+            changed |= !ops.is_empty();
+            for f in findings.get_mut(range.clone()).into_iter().flatten() {
+                f.fix = Some(ops.clone());
+            }
+        }
+    }
+    let affinity = source
+        .affinity_path
+        .get(&tree)
+        .map_or_else(|| "null".to_owned(), Value::to_string);
+    let out = changed.then(|| splice::with_member(json, &span, &key, &affinity));
+    Some((out, affinity))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
+    use super::*;
+    use crate::kube::affinity::NamespaceFacts;
+
+    const POLICIES: &str = r#"
+apiVersion: apart.dev/v1alpha1
+kind: DecorrelationPolicy
+metadata: {name: apart-from-db}
+spec:
+  subject: {labelSelector: {matchLabels: {app: web}}}
+  apartFrom: [{namespaces: [db], labelSelector: {matchLabels: {app: db}}}]
+  action: mutate
+---
+apiVersion: apart.dev/v1alpha1
+kind: DecorrelationPolicy
+metadata: {name: apart-from-cache}
+spec:
+  subject: {labelSelector: {matchLabels: {app: web}}}
+  apartFrom: [{namespaceSelector: {matchLabels: {tier: cache}}, labelSelector: {matchLabels: {app: cache}}}]
+  strength: required
+  action: mutate
+"#;
+
+    /// The object's text repaired in place, and the same plans applied to its whole tree.
+    fn both_ways(object: &str) -> (Option<String>, Option<String>, Vec<Finding>, Vec<Finding>) {
+        let mut set = PolicySet::default();
+        set.parse_into(POLICIES, "p.yaml").unwrap();
+        let facts = NamespaceFacts::default();
+        let ctx = Context {
+            default_namespace: "shop",
+            namespaces: &facts,
+        };
+        let evaluation = set.evaluate(object.as_bytes(), &ctx).unwrap();
+        let view: ObjectView<'_> = serde_json::from_str(object).unwrap();
+        let read = object::read_view(view, "shop", &[], &mut || whole(object)).unwrap();
+        let (mut findings, plans) = set.check_sources(&read.sources, &read.object, &ctx);
+        let mut repaired = vec![None; read.sources.len()];
+        let tree = repair_tree(
+            whole(object).unwrap(),
+            &read.sources,
+            &plans,
+            &mut findings,
+            &mut repaired,
+        );
+        assert_eq!(
+            evaluation.repaired, repaired,
+            "the same repaired affinity: {object}"
+        );
+        (evaluation.mutated, tree, evaluation.findings, findings)
+    }
+
+    #[test]
+    fn a_repair_in_place_writes_what_the_whole_tree_repair_writes() {
+        let pod_spec = |affinity: &str| {
+            format!(
+                r#"{{"apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {{"name": "web", "namespace": "shop"}},
+  "spec": {{"replicas": 3, "template": {{"metadata": {{"labels": {{"app": "web"}}}},
+    "spec": {{"containers": [{{"name": "web", "image": "web:1", "args": ["a\"}}b"]}}]{affinity}}}}}}}}}"#
+            )
+        };
+        let objects = [
+            pod_spec(""),
+            pod_spec(r#", "affinity": null"#),
+            pod_spec(r#", "affinity": {}"#),
+            pod_spec(r#", "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "Exists"}]}]}}}"#),
+            // A term meant for the db pods that misses their namespace, and one that is fine
+            // for another group.
+            pod_spec(r#", "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}}], "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}"#),
+            // A key written with an escape is the same key.
+            pod_spec(r#", "a\u0066finity": {"podAntiAffinity": {}}"#),
+            // A Pod, and a CronJob's template.
+            r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "w", "image": "w"}]}}"#.to_owned(),
+            r#"{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "w"},
+                "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"parallelism": 2, "template": {
+                  "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [], "restartPolicy": "Never"}}}}}}"#.to_owned(),
+        ];
+        for object in &objects {
+            let (text, tree, text_findings, tree_findings) = both_ways(object);
+            let text: Value = serde_json::from_str(&text.expect("repaired")).unwrap();
+            let tree: Value = serde_json::from_str(&tree.expect("repaired")).unwrap();
+            assert_eq!(text, tree, "{object}");
+            assert_eq!(text_findings, tree_findings, "the same fixes: {object}");
+        }
+        // Everything outside the affinity is the submitted text, byte for byte.
+        let object = &objects[0];
+        let (text, ..) = both_ways(object);
+        let text = text.unwrap();
+        let cut = object.rfind(']').unwrap() + 1;
+        assert!(text.starts_with(&object[..cut]), "{text}");
+        assert!(text.ends_with("}}}}"), "{text}");
+    }
+
+    #[test]
+    fn without_a_pod_spec_to_write_into_the_whole_tree_is_repaired() {
+        let object = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {}}}}"#;
+        let (text, tree, ..) = both_ways(object);
+        assert!(text.is_some());
+        assert_eq!(text, tree, "written from the tree");
+        let object = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}}}}"#;
+        let (text, tree, ..) = both_ways(object);
+        assert!(text.is_some());
+        assert_eq!(text, tree, "written from the tree");
+    }
+
+    #[test]
+    fn the_recheck_finds_what_evaluating_the_repaired_object_finds() {
+        let mut set = PolicySet::default();
+        set.parse_into(POLICIES, "p.yaml").unwrap();
+        let facts = NamespaceFacts::default();
+        let ctx = Context {
+            default_namespace: "shop",
+            namespaces: &facts,
+        };
+        // The required term cannot be added to a single replica without a warning; a term
+        // with an invalid selector stays invalid.
+        let object = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [],
+              "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In"}]}, "topologyKey": "kubernetes.io/hostname"}]}}}}}}"#;
+        let evaluation = set.evaluate(object.as_bytes(), &ctx).unwrap();
+        let mutated = evaluation.mutated.clone().expect("repaired");
+        let again = set.evaluate(mutated.as_bytes(), &ctx).unwrap();
+        let recheck = set.recheck(&evaluation, &ctx, |_| true);
+        let codes = |f: &[Finding]| {
+            f.iter()
+                .map(|f| (f.code, f.path.clone(), f.message.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(!again.findings.is_empty());
+        assert_eq!(codes(&recheck), codes(&again.findings));
+        // A source whose repair is left out keeps its findings.
+        let kept = set.recheck(&evaluation, &ctx, |_| false);
+        assert_eq!(codes(&kept), codes(&evaluation.findings));
     }
 }

@@ -1,5 +1,6 @@
 //! Text in and out: JSONPath (where a node is), YAML and JSON read with the position of
-//! every node, the Kubernetes objects a manifest text holds, and the in-place YAML editor.
+//! every node, the Kubernetes objects a manifest text holds, the in-place YAML editor, and
+//! the in-place JSON member splice the admission repair writes with.
 //! The CLI and the JS build read and edit through here, so they agree byte for byte.
 //!
 //! Depends on nothing else in the crate but the patch operation type of [`crate::rules`]
@@ -12,3 +13,4 @@ pub mod manifest;
 pub mod path;
 #[cfg(feature = "yaml")]
 pub mod read;
+pub mod splice;
