@@ -445,10 +445,12 @@ impl PolicySet {
     pub fn evaluate(&self, json: &[u8], ctx: &Context<'_>) -> Result<Evaluation, ObjectError> {
         let view: ObjectView<'_> =
             serde_json::from_slice(json).map_err(|e| object::object_error(json, e))?;
-        let text = std::str::from_utf8(json).map_err(|e| ObjectError {
-            message: format!("cannot read the object: {e}"),
-        });
-        self.evaluate_view(view, ctx, &mut || text.clone())
+        // Checked only when a repair or a value target needs the text.
+        self.evaluate_view(view, ctx, &mut || {
+            std::str::from_utf8(json).map_err(|e| ObjectError {
+                message: format!("cannot read the object: {e}"),
+            })
+        })
     }
 
     /// Evaluates an object already read leanly. `text` gives the object's JSON text; it is
@@ -582,26 +584,36 @@ fn repair_tree(
     findings: &mut [Finding],
     repaired: &mut [Option<String>],
 ) -> Option<String> {
+    let changed = apply_plans(&mut value, plans, findings);
+    for (index, _, _) in plans {
+        if let (Some(slot), Some(source)) = (repaired.get_mut(*index), sources.get(*index)) {
+            *slot = Some(affinity_text(source, &value));
+        }
+    }
+    changed.then(|| value.to_string())
+}
+
+/// Applies `plans` one after another to `tree`, giving each plan's findings the operations
+/// it wrote as their fix; true when one of them changed something.
+fn apply_plans(tree: &mut Value, plans: &[PlannedRepair], findings: &mut [Finding]) -> bool {
     let mut changed = false;
     for (_, range, plan) in plans {
-        if let Some(ops) = mutate::apply(&mut value, plan) {
+        if let Some(ops) = mutate::apply(tree, plan) {
             changed |= !ops.is_empty();
             for f in findings.get_mut(range.clone()).into_iter().flatten() {
                 f.fix = Some(ops.clone());
             }
         }
     }
-    for (index, _, _) in plans {
-        if let (Some(slot), Some(source)) = (repaired.get_mut(*index), sources.get(*index)) {
-            *slot = Some(
-                source
-                    .affinity_path
-                    .get(&value)
-                    .map_or_else(|| "null".to_owned(), Value::to_string),
-            );
-        }
-    }
-    changed.then(|| value.to_string())
+    changed
+}
+
+/// A source's affinity in `tree`, as JSON text (`null` when there is none).
+fn affinity_text(source: &PodSource, tree: &Value) -> String {
+    source
+        .affinity_path
+        .get(tree)
+        .map_or_else(|| "null".to_owned(), Value::to_string)
 }
 
 /// The whole object read from its JSON text into a tree.
@@ -646,19 +658,8 @@ fn repair_text(
         let current: Value = serde_json::from_str(json.get(range.clone())?).ok()?;
         map.insert(key.clone(), current);
     }
-    let mut changed = false;
-    for (_, range, plan) in plans {
-        if let Some(ops) = mutate::apply(&mut tree, plan) {
-            changed |= !ops.is_empty();
-            for f in findings.get_mut(range.clone()).into_iter().flatten() {
-                f.fix = Some(ops.clone());
-            }
-        }
-    }
-    let affinity = source
-        .affinity_path
-        .get(&tree)
-        .map_or_else(|| "null".to_owned(), Value::to_string);
+    let changed = apply_plans(&mut tree, plans, findings);
+    let affinity = affinity_text(source, &tree);
     let out = changed.then(|| splice::with_member(json, &span, &key, &affinity));
     Some((out, affinity))
 }
