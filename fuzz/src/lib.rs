@@ -117,6 +117,7 @@ pub fn check_fix(set: &PolicySet, text: &str) -> usize {
         let Some(mutated) = evaluation.mutated else {
             continue;
         };
+        let mutated: Value = serde_json::from_str(&mutated).expect("the repaired object is JSON");
         let ops = ops(&evaluation.findings);
         assert!(!ops.is_empty(), "a repaired object without fix operations");
         let lines = doc.lines(text);
