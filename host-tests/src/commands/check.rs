@@ -75,23 +75,77 @@ impl Policies {
         self.set.settings().to_string().into_bytes()
     }
 
-    /// Where a path of a policy's document is: its file and the node's position.
-    fn locate(&self, policy: &str, path: &JsonPath) -> (String, Option<(Position, Position)>) {
-        let origin = self
+    /// Set findings as the CLI reports them, each with its policy's file and the position of
+    /// its path in the policy's document. Each policy file is read again at most once, only
+    /// as far as its last document with a finding, however many findings there are (one per
+    /// policy is common: `peers-not-found` in a set without the peers).
+    fn locate(&self, findings: Vec<Finding>) -> Vec<Reported> {
+        let index: std::collections::HashMap<&str, usize> = self
             .set
             .policies()
             .iter()
-            .position(|p| p.name == policy)
-            .and_then(|i| self.origins.get(i));
-        let Some((src, doc)) = origin.and_then(|(s, d)| self.sources.get(*s).map(|s| (s, *d)))
-        else {
-            return (String::new(), None);
-        };
-        let span = read::documents(&src.text)
-            .filter_map(Result::ok)
-            .find(|d| d.index == doc)
-            .and_then(|d| point_at(&d.positions, path));
-        (src.name.clone(), span)
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        // The origin of each finding's policy, and the documents each source must be read for.
+        let origins: Vec<Option<(usize, usize)>> = findings
+            .iter()
+            .map(|f| {
+                index
+                    .get(f.policy.as_str())
+                    .and_then(|i| self.origins.get(*i))
+                    .copied()
+                    .filter(|(s, _)| *s < self.sources.len())
+            })
+            .collect();
+        let mut wanted: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+        for (at, origin) in origins.iter().enumerate() {
+            if let Some(origin) = origin {
+                wanted.entry(*origin).or_default().push(at);
+            }
+        }
+        let paths: Vec<JsonPath> = findings
+            .iter()
+            .map(|f| JsonPath::parse(&f.path).unwrap_or_default())
+            .collect();
+        let mut spans: Vec<Option<(Position, Position)>> = vec![None; findings.len()];
+        for (src_index, src) in self.sources.iter().enumerate() {
+            let mut docs: Vec<(usize, &Vec<usize>)> = wanted
+                .range((src_index, 0)..=(src_index, usize::MAX))
+                .map(|((_, doc), at)| (*doc, at))
+                .collect();
+            let Some(&(last, _)) = docs.last() else {
+                continue;
+            };
+            docs.reverse();
+            for document in read::documents(&src.text).map_while(Result::ok) {
+                while docs.last().is_some_and(|(doc, _)| *doc < document.index) {
+                    docs.pop();
+                }
+                if let Some((_, at)) = docs.last().filter(|(doc, _)| *doc == document.index) {
+                    for &i in *at {
+                        if let (Some(slot), Some(path)) = (spans.get_mut(i), paths.get(i)) {
+                            *slot = point_at(&document.positions, path);
+                        }
+                    }
+                }
+                if document.index >= last {
+                    break;
+                }
+            }
+        }
+        findings
+            .into_iter()
+            .zip(origins)
+            .zip(spans)
+            .map(|((f, origin), span)| {
+                let file = origin
+                    .and_then(|(s, _)| self.sources.get(s))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                report(f, &file, span, None)
+            })
+            .collect()
     }
 }
 
@@ -1020,17 +1074,9 @@ fn collect(
             "internal: the check pipeline stopped before its end".to_owned(),
         ));
     }
-    let mut set_findings: Vec<Reported> = shared
+    let mut set_findings = shared
         .policies
-        .set
-        .check_facts(&set)
-        .into_iter()
-        .map(|f| {
-            let path = JsonPath::parse(&f.path).unwrap_or_default();
-            let (file, at) = shared.policies.locate(&f.policy, &path);
-            report(f, &file, at, None)
-        })
-        .collect();
+        .locate(shared.policies.set.check_facts(&set));
     outcome.take(&mut set_findings, &mut sink)?;
     if outcome.tally.objects == 0 {
         outcome
