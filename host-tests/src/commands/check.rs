@@ -549,6 +549,12 @@ struct Shared<'a> {
 
 /// Runs the policies over the inputs (the pipeline described at the top of this file); with a
 /// sink, each input's findings go to it as soon as the input is answered.
+///
+/// The settings are checked (`validate_settings`, as policy-server does before it serves a
+/// policy) on each worker's own instance, before any input is read: the guest keeps what it
+/// compiled, so the workers' `validate` calls reuse it, and the settings are compiled once
+/// per worker, not once more for the check. With many policies or a large one, a compile is
+/// most of a run's cost.
 pub fn run_inputs(
     evaluator: &(dyn Evaluator + Sync),
     policies: &Policies,
@@ -556,19 +562,9 @@ pub fn run_inputs(
     options: Options<'_>,
     sink: Option<Sink<'_>>,
 ) -> Result<Outcome, Diagnostic> {
-    let settings = policies.settings();
-    let answer = evaluator
-        .validate_settings(&settings)
-        .map_err(|e| Diagnostic::Module(e.to_string()))?;
-    if !answer.valid {
-        return Err(Diagnostic::Module(format!(
-            "the module refused the policies: {}",
-            answer.message.unwrap_or_default()
-        )));
-    }
     let shared = Shared {
         policies,
-        settings,
+        settings: policies.settings(),
         options,
         abort: AtomicBool::new(false),
     };
@@ -576,15 +572,20 @@ pub fn run_inputs(
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(jobs * 4);
     let job_rx = Mutex::new(job_rx);
     let (tx, rx) = mpsc::sync_channel::<Message>(jobs * 16);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Diagnostic>>();
     std::thread::scope(|scope| {
-        let reader_tx = tx.clone();
         let shared_ref = &shared;
-        scope.spawn(move || read_inputs(inputs, shared_ref, &job_tx, &reader_tx));
         for _ in 0..jobs {
             let tx = tx.clone();
+            let ready_tx = ready_tx.clone();
             let job_rx = &job_rx;
             scope.spawn(move || {
                 let mut worker = evaluator.worker();
+                let ready = settings_verdict(worker.as_mut(), &shared_ref.settings);
+                let refused = ready.is_err();
+                if ready_tx.send(ready).is_err() || refused {
+                    return;
+                }
                 // Until the reader is done: after an abort, jobs are taken and dropped, so the
                 // reader never waits on a full queue nobody empties.
                 loop {
@@ -608,12 +609,43 @@ pub fn run_inputs(
                 }
             });
         }
+        drop(ready_tx);
+        // Every worker's verdict before any input is read: refused settings end the run
+        // before anything is printed. Returning drops the job queue, which ends the workers.
+        for _ in 0..jobs {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(Diagnostic::Module(
+                        "internal: a worker ended before checking the settings".to_owned(),
+                    ));
+                }
+            }
+        }
+        let reader_tx = tx.clone();
+        scope.spawn(move || read_inputs(inputs, shared_ref, &job_tx, &reader_tx));
         drop(tx);
         let collected = collect(rx, inputs, &shared, sink);
         // Stop the reader and the workers early when the run ended with an error.
         shared.abort.store(true, Ordering::Relaxed);
         collected
     })
+}
+
+/// The module's verdict on the settings, on a worker's instance.
+fn settings_verdict(worker: &mut dyn Worker, settings: &[u8]) -> Result<(), Diagnostic> {
+    let answer = worker
+        .validate_settings(settings)
+        .map_err(|e| Diagnostic::Module(e.to_string()))?;
+    if answer.valid {
+        Ok(())
+    } else {
+        Err(Diagnostic::Module(format!(
+            "the module refused the policies: {}",
+            answer.message.unwrap_or_default()
+        )))
+    }
 }
 
 /// The reader: inputs in order, each read piece by piece and cut into parts sent to the
