@@ -45,6 +45,9 @@ pub struct Policies {
     pub sources: Vec<Source>,
     /// For each policy: (source index, document index).
     pub origins: Vec<(usize, usize)>,
+    /// For each policy: where the nodes that set findings name are (its peer groups), kept
+    /// from the reading so that reporting them does not read the policy files again.
+    set_spans: Vec<Vec<(String, Option<(Position, Position)>)>>,
 }
 
 impl Policies {
@@ -58,8 +61,12 @@ impl Policies {
         let sources = manifests::read_sources(paths)?;
         let mut set = PolicySet::default();
         let mut origins = Vec::new();
+        let mut set_spans = Vec::new();
         for (i, src) in sources.iter().enumerate() {
-            for doc in set.parse_into(&src.text, &src.name)? {
+            let keep = |policy: &apart_policy::Policy, document: &read::Document| {
+                set_spans.push(set_finding_spans(policy, &document.positions));
+            };
+            for doc in set.parse_into_with(&src.text, &src.name, keep)? {
                 origins.push((i, doc));
             }
         }
@@ -67,6 +74,7 @@ impl Policies {
             set,
             sources,
             origins,
+            set_spans,
         })
     }
 
@@ -76,9 +84,10 @@ impl Policies {
     }
 
     /// Set findings as the CLI reports them, each with its policy's file and the position of
-    /// its path in the policy's document. Each policy file is read again at most once, only
-    /// as far as its last document with a finding, however many findings there are (one per
-    /// policy is common: `peers-not-found` in a set without the peers).
+    /// its path in the policy's document: kept from the reading for the paths set findings
+    /// name (one finding per policy is common: `peers-not-found` in a set without the
+    /// peers); for any other path, each policy file is read again at most once, only as far
+    /// as its last document with such a finding.
     fn locate(&self, findings: Vec<Finding>) -> Vec<Reported> {
         let index: std::collections::HashMap<&str, usize> = self
             .set
@@ -98,17 +107,27 @@ impl Policies {
                     .filter(|(s, _)| *s < self.sources.len())
             })
             .collect();
+        let mut spans: Vec<Option<(Position, Position)>> = vec![None; findings.len()];
         let mut wanted: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-        for (at, origin) in origins.iter().enumerate() {
-            if let Some(origin) = origin {
-                wanted.entry(*origin).or_default().push(at);
+        for (at, (f, origin)) in findings.iter().zip(&origins).enumerate() {
+            let kept = index
+                .get(f.policy.as_str())
+                .and_then(|i| self.set_spans.get(*i))
+                .and_then(|kept| kept.iter().find(|(path, _)| *path == f.path));
+            match (kept, origin) {
+                (Some((_, span)), _) => {
+                    if let Some(slot) = spans.get_mut(at) {
+                        *slot = *span;
+                    }
+                }
+                (None, Some(origin)) => wanted.entry(*origin).or_default().push(at),
+                (None, None) => {}
             }
         }
         let paths: Vec<JsonPath> = findings
             .iter()
             .map(|f| JsonPath::parse(&f.path).unwrap_or_default())
             .collect();
-        let mut spans: Vec<Option<(Position, Position)>> = vec![None; findings.len()];
         for (src_index, src) in self.sources.iter().enumerate() {
             let mut docs: Vec<(usize, &Vec<usize>)> = wanted
                 .range((src_index, 0)..=(src_index, usize::MAX))
@@ -147,6 +166,21 @@ impl Policies {
             })
             .collect()
     }
+}
+
+/// Where the nodes a set finding about `policy` names are in its document: its peer groups
+/// (`peers-not-found` points at `$.spec.apartFrom[i]`), by the path as findings write it.
+fn set_finding_spans(
+    policy: &apart_policy::Policy,
+    positions: &read::Positions,
+) -> Vec<(String, Option<(Position, Position)>)> {
+    (0..policy.peers.len())
+        .map(|g| {
+            let path = JsonPath::root().name("spec").name("apartFrom").index(g);
+            let span = point_at(positions, &path);
+            (path.to_string(), span)
+        })
+        .collect()
 }
 
 /// A finding as the CLI reports it: the engine's finding plus file and position.
