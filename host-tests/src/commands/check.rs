@@ -47,8 +47,11 @@ pub struct Policies {
     pub origins: Vec<(usize, usize)>,
     /// For each policy: where the nodes that set findings name are (its peer groups), kept
     /// from the reading so that reporting them does not read the policy files again.
-    set_spans: Vec<Vec<(String, Option<(Position, Position)>)>>,
+    set_spans: Vec<Vec<SetSpan>>,
 }
+
+/// A path a set finding may name (as findings write it) and where its node is.
+type SetSpan = (String, Option<(Position, Position)>);
 
 impl Policies {
     /// Reads and checks policy files.
@@ -170,10 +173,7 @@ impl Policies {
 
 /// Where the nodes a set finding about `policy` names are in its document: its peer groups
 /// (`peers-not-found` points at `$.spec.apartFrom[i]`), by the path as findings write it.
-fn set_finding_spans(
-    policy: &apart_policy::Policy,
-    positions: &read::Positions,
-) -> Vec<(String, Option<(Position, Position)>)> {
+fn set_finding_spans(policy: &apart_policy::Policy, positions: &read::Positions) -> Vec<SetSpan> {
     (0..policy.peers.len())
         .map(|g| {
             let path = JsonPath::root().name("spec").name("apartFrom").index(g);
