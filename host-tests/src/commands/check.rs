@@ -45,7 +45,13 @@ pub struct Policies {
     pub sources: Vec<Source>,
     /// For each policy: (source index, document index).
     pub origins: Vec<(usize, usize)>,
+    /// For each policy: where the nodes that set findings name are (its peer groups), kept
+    /// from the reading so that reporting them does not read the policy files again.
+    set_spans: Vec<Vec<SetSpan>>,
 }
+
+/// A path a set finding may name (as findings write it) and where its node is.
+type SetSpan = (String, Option<(Position, Position)>);
 
 impl Policies {
     /// Reads and checks policy files.
@@ -58,8 +64,12 @@ impl Policies {
         let sources = manifests::read_sources(paths)?;
         let mut set = PolicySet::default();
         let mut origins = Vec::new();
+        let mut set_spans = Vec::new();
         for (i, src) in sources.iter().enumerate() {
-            for doc in set.parse_into(&src.text, &src.name)? {
+            let keep = |policy: &apart_policy::Policy, document: &read::Document| {
+                set_spans.push(set_finding_spans(policy, &document.positions));
+            };
+            for doc in set.parse_into_with(&src.text, &src.name, keep)? {
                 origins.push((i, doc));
             }
         }
@@ -67,6 +77,7 @@ impl Policies {
             set,
             sources,
             origins,
+            set_spans,
         })
     }
 
@@ -75,24 +86,101 @@ impl Policies {
         self.set.settings().to_string().into_bytes()
     }
 
-    /// Where a path of a policy's document is: its file and the node's position.
-    fn locate(&self, policy: &str, path: &JsonPath) -> (String, Option<(Position, Position)>) {
-        let origin = self
+    /// Set findings as the CLI reports them, each with its policy's file and the position of
+    /// its path in the policy's document: kept from the reading for the paths set findings
+    /// name (one finding per policy is common: `peers-not-found` in a set without the
+    /// peers); for any other path, each policy file is read again at most once, only as far
+    /// as its last document with such a finding.
+    fn locate(&self, findings: Vec<Finding>) -> Vec<Reported> {
+        let index: std::collections::HashMap<&str, usize> = self
             .set
             .policies()
             .iter()
-            .position(|p| p.name == policy)
-            .and_then(|i| self.origins.get(i));
-        let Some((src, doc)) = origin.and_then(|(s, d)| self.sources.get(*s).map(|s| (s, *d)))
-        else {
-            return (String::new(), None);
-        };
-        let span = read::documents(&src.text)
-            .filter_map(Result::ok)
-            .find(|d| d.index == doc)
-            .and_then(|d| point_at(&d.positions, path));
-        (src.name.clone(), span)
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        // The origin of each finding's policy, and the documents each source must be read for.
+        let origins: Vec<Option<(usize, usize)>> = findings
+            .iter()
+            .map(|f| {
+                index
+                    .get(f.policy.as_str())
+                    .and_then(|i| self.origins.get(*i))
+                    .copied()
+                    .filter(|(s, _)| *s < self.sources.len())
+            })
+            .collect();
+        let mut spans: Vec<Option<(Position, Position)>> = vec![None; findings.len()];
+        let mut wanted: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+        for (at, (f, origin)) in findings.iter().zip(&origins).enumerate() {
+            let kept = index
+                .get(f.policy.as_str())
+                .and_then(|i| self.set_spans.get(*i))
+                .and_then(|kept| kept.iter().find(|(path, _)| *path == f.path));
+            match (kept, origin) {
+                (Some((_, span)), _) => {
+                    if let Some(slot) = spans.get_mut(at) {
+                        *slot = *span;
+                    }
+                }
+                (None, Some(origin)) => wanted.entry(*origin).or_default().push(at),
+                (None, None) => {}
+            }
+        }
+        let paths: Vec<JsonPath> = findings
+            .iter()
+            .map(|f| JsonPath::parse(&f.path).unwrap_or_default())
+            .collect();
+        for (src_index, src) in self.sources.iter().enumerate() {
+            let mut docs: Vec<(usize, &Vec<usize>)> = wanted
+                .range((src_index, 0)..=(src_index, usize::MAX))
+                .map(|((_, doc), at)| (*doc, at))
+                .collect();
+            let Some(&(last, _)) = docs.last() else {
+                continue;
+            };
+            docs.reverse();
+            for document in read::documents(&src.text).map_while(Result::ok) {
+                while docs.last().is_some_and(|(doc, _)| *doc < document.index) {
+                    docs.pop();
+                }
+                if let Some((_, at)) = docs.last().filter(|(doc, _)| *doc == document.index) {
+                    for &i in *at {
+                        if let (Some(slot), Some(path)) = (spans.get_mut(i), paths.get(i)) {
+                            *slot = point_at(&document.positions, path);
+                        }
+                    }
+                }
+                if document.index >= last {
+                    break;
+                }
+            }
+        }
+        findings
+            .into_iter()
+            .zip(origins)
+            .zip(spans)
+            .map(|((f, origin), span)| {
+                let file = origin
+                    .and_then(|(s, _)| self.sources.get(s))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                report(f, &file, span, None)
+            })
+            .collect()
     }
+}
+
+/// Where the nodes a set finding about `policy` names are in its document: its peer groups
+/// (`peers-not-found` points at `$.spec.apartFrom[i]`), by the path as findings write it.
+fn set_finding_spans(policy: &apart_policy::Policy, positions: &read::Positions) -> Vec<SetSpan> {
+    (0..policy.peers.len())
+        .map(|g| {
+            let path = JsonPath::root().name("spec").name("apartFrom").index(g);
+            let span = point_at(positions, &path);
+            (path.to_string(), span)
+        })
+        .collect()
 }
 
 /// A finding as the CLI reports it: the engine's finding plus file and position.
@@ -495,6 +583,12 @@ struct Shared<'a> {
 
 /// Runs the policies over the inputs (the pipeline described at the top of this file); with a
 /// sink, each input's findings go to it as soon as the input is answered.
+///
+/// The settings are checked (`validate_settings`, as policy-server does before it serves a
+/// policy) on each worker's own instance, before any input is read: the guest keeps what it
+/// compiled, so the workers' `validate` calls reuse it, and the settings are compiled once
+/// per worker, not once more for the check. With many policies or a large one, a compile is
+/// most of a run's cost.
 pub fn run_inputs(
     evaluator: &(dyn Evaluator + Sync),
     policies: &Policies,
@@ -502,19 +596,9 @@ pub fn run_inputs(
     options: Options<'_>,
     sink: Option<Sink<'_>>,
 ) -> Result<Outcome, Diagnostic> {
-    let settings = policies.settings();
-    let answer = evaluator
-        .validate_settings(&settings)
-        .map_err(|e| Diagnostic::Module(e.to_string()))?;
-    if !answer.valid {
-        return Err(Diagnostic::Module(format!(
-            "the module refused the policies: {}",
-            answer.message.unwrap_or_default()
-        )));
-    }
     let shared = Shared {
         policies,
-        settings,
+        settings: policies.settings(),
         options,
         abort: AtomicBool::new(false),
     };
@@ -522,15 +606,20 @@ pub fn run_inputs(
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(jobs * 4);
     let job_rx = Mutex::new(job_rx);
     let (tx, rx) = mpsc::sync_channel::<Message>(jobs * 16);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Diagnostic>>();
     std::thread::scope(|scope| {
-        let reader_tx = tx.clone();
         let shared_ref = &shared;
-        scope.spawn(move || read_inputs(inputs, shared_ref, &job_tx, &reader_tx));
         for _ in 0..jobs {
             let tx = tx.clone();
+            let ready_tx = ready_tx.clone();
             let job_rx = &job_rx;
             scope.spawn(move || {
                 let mut worker = evaluator.worker();
+                let ready = settings_verdict(worker.as_mut(), &shared_ref.settings);
+                let refused = ready.is_err();
+                if ready_tx.send(ready).is_err() || refused {
+                    return;
+                }
                 // Until the reader is done: after an abort, jobs are taken and dropped, so the
                 // reader never waits on a full queue nobody empties.
                 loop {
@@ -554,12 +643,43 @@ pub fn run_inputs(
                 }
             });
         }
+        drop(ready_tx);
+        // Every worker's verdict before any input is read: refused settings end the run
+        // before anything is printed. Returning drops the job queue, which ends the workers.
+        for _ in 0..jobs {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(Diagnostic::Module(
+                        "internal: a worker ended before checking the settings".to_owned(),
+                    ));
+                }
+            }
+        }
+        let reader_tx = tx.clone();
+        scope.spawn(move || read_inputs(inputs, shared_ref, &job_tx, &reader_tx));
         drop(tx);
         let collected = collect(rx, inputs, &shared, sink);
         // Stop the reader and the workers early when the run ended with an error.
         shared.abort.store(true, Ordering::Relaxed);
         collected
     })
+}
+
+/// The module's verdict on the settings, on a worker's instance.
+fn settings_verdict(worker: &mut dyn Worker, settings: &[u8]) -> Result<(), Diagnostic> {
+    let answer = worker
+        .validate_settings(settings)
+        .map_err(|e| Diagnostic::Module(e.to_string()))?;
+    if answer.valid {
+        Ok(())
+    } else {
+        Err(Diagnostic::Module(format!(
+            "the module refused the policies: {}",
+            answer.message.unwrap_or_default()
+        )))
+    }
 }
 
 /// The reader: inputs in order, each read piece by piece and cut into parts sent to the
@@ -1020,17 +1140,9 @@ fn collect(
             "internal: the check pipeline stopped before its end".to_owned(),
         ));
     }
-    let mut set_findings: Vec<Reported> = shared
+    let mut set_findings = shared
         .policies
-        .set
-        .check_facts(&set)
-        .into_iter()
-        .map(|f| {
-            let path = JsonPath::parse(&f.path).unwrap_or_default();
-            let (file, at) = shared.policies.locate(&f.policy, &path);
-            report(f, &file, at, None)
-        })
-        .collect();
+        .locate(shared.policies.set.check_facts(&set));
     outcome.take(&mut set_findings, &mut sink)?;
     if outcome.tally.objects == 0 {
         outcome

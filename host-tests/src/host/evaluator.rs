@@ -38,6 +38,13 @@ pub trait Evaluator {
 
 /// Many `validate` calls from one thread ([`Evaluator::worker`]).
 pub trait Worker {
+    /// `validate_settings` with the settings JSON. On a warm instance this compiles the
+    /// settings once for the `validate` calls that follow (the guest keeps the last settings
+    /// it compiled), so checking them first costs nothing more.
+    fn validate_settings(
+        &mut self,
+        settings: &[u8],
+    ) -> Result<SettingsValidationResponse, EvalError>;
     /// `validate` with a `ValidationRequest` JSON.
     fn validate(&mut self, request: &[u8]) -> Result<ValidationResponse, EvalError>;
 }
@@ -45,12 +52,29 @@ pub trait Worker {
 struct EachCall<'a, E: Evaluator + ?Sized>(&'a E);
 
 impl<E: Evaluator + ?Sized> Worker for EachCall<'_, E> {
+    fn validate_settings(
+        &mut self,
+        settings: &[u8],
+    ) -> Result<SettingsValidationResponse, EvalError> {
+        self.0.validate_settings(settings)
+    }
+
     fn validate(&mut self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
         self.0.validate(request)
     }
 }
 
 impl Worker for crate::host::wapc::Session<'_> {
+    fn validate_settings(
+        &mut self,
+        settings: &[u8],
+    ) -> Result<SettingsValidationResponse, EvalError> {
+        decode(
+            "validate_settings",
+            &self.call("validate_settings", settings)?,
+        )
+    }
+
     fn validate(&mut self, request: &[u8]) -> Result<ValidationResponse, EvalError> {
         decode("validate", &self.call("validate", request)?)
     }

@@ -46,8 +46,11 @@ pub fn render(outcome: &Outcome, policies: &[&str], files: &[String]) -> String 
             }
         }
     }
+    // A policy's suite by its name: one look-up per finding, not a scan of the policies.
+    let by_name: std::collections::HashMap<&str, usize> =
+        policies.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     for f in &outcome.findings {
-        let Some(policy) = policies.iter().position(|p| *p == f.policy) else {
+        let Some(&policy) = by_name.get(f.policy.as_str()) else {
             continue;
         };
         let Some(suite) = suites.get_mut(policy) else {

@@ -590,14 +590,30 @@ impl PolicySet {
     /// each added policy's document in the text.
     #[cfg(feature = "yaml")]
     pub fn parse_into(&mut self, text: &str, origin: &str) -> Result<Vec<usize>, PolicyError> {
-        let docs = crate::source::read::parse_documents(text).map_err(|e| PolicyError::Syntax {
-            origin: origin.to_owned(),
-            line: e.position.line,
-            column: e.position.column,
-            message: e.message,
-        })?;
-        let indexes: Vec<usize> = docs.iter().map(|d| d.index).collect();
-        for doc in docs {
+        self.parse_into_with(text, origin, |_, _| {})
+    }
+
+    /// As [`PolicySet::parse_into`], and shows `each` every policy added with the document
+    /// it was read from, so that a caller keeps what it needs of the document's positions
+    /// (where later findings about the policy point) without reading the text again.
+    ///
+    /// Documents are read, compiled and dropped one at a time: memory holds one document's
+    /// positions, not the whole file's. The first problem in the text's order is the error.
+    #[cfg(feature = "yaml")]
+    pub fn parse_into_with(
+        &mut self,
+        text: &str,
+        origin: &str,
+        mut each: impl FnMut(&Policy, &crate::source::read::Document),
+    ) -> Result<Vec<usize>, PolicyError> {
+        let mut indexes = Vec::new();
+        for doc in crate::source::read::documents(text) {
+            let doc = doc.map_err(|e| PolicyError::Syntax {
+                origin: origin.to_owned(),
+                line: e.position.line,
+                column: e.position.column,
+                message: e.message,
+            })?;
             let position = |path: &JsonPath| {
                 doc.positions
                     .nearest(path)
@@ -616,6 +632,10 @@ impl PolicySet {
                     field: e.path.to_string(),
                     message: e.message,
                 })?;
+            if let Some(policy) = self.policies.last() {
+                each(policy, &doc);
+            }
+            indexes.push(doc.index);
         }
         if indexes.is_empty() {
             return Err(PolicyError::Empty {
