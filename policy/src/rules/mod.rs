@@ -11,4 +11,5 @@ pub(crate) mod finding;
 pub(crate) mod judge;
 pub(crate) mod mutate;
 pub(crate) mod policy;
+pub(crate) mod replicas;
 pub(crate) mod set;
