@@ -223,7 +223,7 @@ pub(crate) fn judge_term(
         defects.push(Defect {
             code: Code::TopologyMismatch,
             path: term.path.name("topologyKey"),
-            message: problem,
+            message: format!("{problem}{note}"),
         });
         repairable = false;
     }
@@ -236,7 +236,7 @@ pub(crate) fn judge_term(
                     .as_ref()
                     .map_or_else(|| term.path.clone(), |p| p.name("weight")),
                 message: format!(
-                    "this term is preferred (weight {w}), but the rule requires the replicas apart: move it to requiredDuringSchedulingIgnoredDuringExecution"
+                    "this term is preferred (weight {w}), but the rule requires the replicas apart: move it to requiredDuringSchedulingIgnoredDuringExecution{note}"
                 ),
             });
             repairable = false;
@@ -249,7 +249,7 @@ pub(crate) fn judge_term(
                     .as_ref()
                     .map_or_else(|| term.path.clone(), |p| p.name("weight")),
                 message: format!(
-                    "weight {w} is below the rule's {}: set weight: {}",
+                    "weight {w} is below the rule's {}: set weight: {}{note}",
                     policy.weight, policy.weight
                 ),
             });
