@@ -6,6 +6,7 @@
 //! and positions.
 
 pub mod baked;
+pub mod builtin;
 pub(crate) mod evaluate;
 pub(crate) mod finding;
 pub(crate) mod judge;
