@@ -32,7 +32,8 @@ struct Cli {
 
 #[derive(Args)]
 struct Common {
-    /// DecorrelationPolicy file(s) (YAML or JSON; several documents per file).
+    /// DecorrelationPolicy file(s) (YAML or JSON; several documents per file), or
+    /// `builtin:NAME` for a shipped rule file (`apart rules` lists them).
     #[arg(short = 'p', long = "policy", required = true, value_name = "POLICY")]
     policies: Vec<PathBuf>,
     /// Manifests: files, folders (*.yaml, *.yml, *.json, recursively) or - for stdin.
@@ -196,6 +197,12 @@ enum Command {
     /// Run policy test suites (`apart-test.yaml`): expected results per object and policy,
     /// a diff where they differ (exit 1 when a case fails, 2 when a suite is invalid).
     Test(apart_host::commands::test::TestArgs),
+    /// List the built-in rule files (`-p builtin:NAME`), or print one to copy and edit.
+    Rules {
+        /// The rule file to print; all are listed when omitted.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Print the manifests repaired by the mutate rules.
     Fix {
         #[command(flatten)]
@@ -455,6 +462,19 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
         } => {
             let digest = pull(&source, &output, insecure_http)?;
             writeln!(stdout, "{digest}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Rules { name } => {
+            let text = match name {
+                None => apart_host::commands::rules::listing(),
+                Some(n) => {
+                    let n = n
+                        .strip_prefix(apart_policy::rules::builtin::PREFIX)
+                        .unwrap_or(&n);
+                    apart_host::commands::rules::document(n)?.to_owned()
+                }
+            };
+            write!(stdout, "{text}").map_err(io)?;
             Ok(0)
         }
         Command::Gatekeeper { policies, output } => {

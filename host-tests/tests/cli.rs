@@ -610,3 +610,61 @@ fn errors_late_in_a_large_file_name_their_own_line() {
     let at = format!("late-not-utf8.yaml:{}:", lines + 5);
     assert!(err.contains(&at), "expected {at} in {err}");
 }
+
+#[test]
+fn builtin_rule_pack_is_listed_printed_and_checked() {
+    let listed = run_cli(&["rules"], None);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let names: Vec<String> = stdout(&listed)
+        .lines()
+        .filter_map(|l| l.split('\t').next().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "builtin:replicas-apart",
+            "builtin:replicas-apart-zones",
+            "builtin:replicas-apart-required"
+        ]
+    );
+    // `apart rules NAME` prints the document users copy: the comparison cases run it as is.
+    let printed = run_cli(&["rules", "replicas-apart"], None);
+    assert_eq!(printed.status.code(), Some(0));
+    for case in std::fs::read_dir(root().join("tests/cases")).expect("corpus") {
+        let dir = case.expect("entry").path();
+        if dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("compare-"))
+        {
+            let policy = std::fs::read_to_string(dir.join("policy.yaml")).expect("policy");
+            assert_eq!(
+                policy,
+                stdout(&printed),
+                "{} is builtin:replicas-apart",
+                dir.display()
+            );
+        }
+    }
+    let checked = run_cli(
+        &[
+            "check",
+            "-p",
+            "builtin:replicas-apart",
+            "--output",
+            "json",
+            "tests/cases/self-missing/input.yaml",
+        ],
+        None,
+    );
+    assert_eq!(checked.status.code(), Some(1), "{}", stderr(&checked));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&checked)).expect("json");
+    assert_eq!(json["findings"][0]["code"], "missing-anti-affinity");
+    assert_eq!(json["findings"][0]["policy"], "replicas-apart");
+    let unknown = run_cli(&["check", "-p", "builtin:nope", "-"], Some(b""));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("apart rules lists them"),
+        "{}",
+        stderr(&unknown)
+    );
+}

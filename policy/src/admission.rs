@@ -342,11 +342,12 @@ impl Stage<'_> {
             Stage::Mirror => Treatment::Tolerated(MIRROR),
             Stage::PodUpdate => Treatment::Tolerated(POD_UPDATE),
             Stage::Update(_) => {
-                // The source the finding is about: the deepest affinity path above it.
+                // The source the finding is about: the deepest scope above it (a spread
+                // constraint's finding is the template's, as its affinity's are).
                 let Some(change) = changes
                     .iter()
-                    .filter(|c| under(&f.path, &c.affinity_path.to_string()))
-                    .max_by_key(|c| c.affinity_path.segments().len())
+                    .filter(|c| under(&f.path, &c.scope.to_string()))
+                    .max_by_key(|c| c.scope.segments().len())
                 else {
                     return Treatment::Judged;
                 };

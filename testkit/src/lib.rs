@@ -188,14 +188,20 @@ pub fn policy(c: &mut dyn Choices, name: &str) -> Value {
     let subject_labels = json!({"app": pick(c, &["web", "db"])});
     subject.insert(
         "labelSelector".into(),
-        if c.below(4) == 0 {
-            selector(c, false)
-        } else {
-            json!({ "matchLabels": subject_labels })
+        match c.below(8) {
+            0 | 1 => selector(c, false),
+            // Every workload: one rule lints a whole repository.
+            7 => json!({}),
+            _ => json!({ "matchLabels": subject_labels }),
         },
     );
     let mut groups = Vec::new();
     for _ in 0..1 + c.below(2) {
+        // The workload's own replicas.
+        if one_in(c, 3) {
+            groups.push(json!({"self": true}));
+            continue;
+        }
         let mut g = Map::new();
         match c.below(4) {
             0 => {}
@@ -247,6 +253,9 @@ pub fn policy(c: &mut dyn Choices, name: &str) -> Value {
         );
     }
     if one_in(c, 4) {
+        spec.insert("minReplicas".into(), json!(pick(c, &[1, 2, 3])));
+    }
+    if one_in(c, 4) {
         spec.insert(
             "existingViolations".into(),
             json!(pick(c, &["allow", "deny"])),
@@ -277,13 +286,32 @@ pub fn policy(c: &mut dyn Choices, name: &str) -> Value {
     })
 }
 
-/// A pod affinity term, often aimed at one of `peers` (their selector, maybe a slip away).
-fn term(c: &mut dyn Choices, peers: &[Value]) -> Value {
+/// Some of the pod's own labels (a term or a constraint about its own replicas), maybe a
+/// slip away.
+fn own_selector(c: &mut dyn Choices, own: &Map<String, Value>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in own {
+        if c.below(3) > 0 {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let mut sel = json!({"matchLabels": m});
+    if one_in(c, 4) {
+        slip(c, &mut sel);
+    }
+    sel
+}
+
+/// A pod affinity term, often aimed at one of `peers` (their selector, maybe a slip away; a
+/// `self` group's: some of the pod's own labels `own`).
+fn term(c: &mut dyn Choices, peers: &[Value], own: &Map<String, Value>) -> Value {
     let mut t = Map::new();
     let aimed = !peers.is_empty() && c.below(3) > 0;
     if aimed {
         let group = pick(c, peers);
-        if let Some(sel) = group.get("labelSelector") {
+        if group.get("self").is_some() {
+            t.insert("labelSelector".into(), own_selector(c, own));
+        } else if let Some(sel) = group.get("labelSelector") {
             let mut sel = sel.clone();
             if one_in(c, 4) {
                 slip(c, &mut sel);
@@ -319,7 +347,12 @@ fn term(c: &mut dyn Choices, peers: &[Value]) -> Value {
     };
     t.insert("topologyKey".into(), json!(key));
     if one_in(c, 8) {
-        t.insert("matchLabelKeys".into(), json!([pick(c, KEYS)]));
+        let key = if one_in(c, 3) {
+            "pod-template-hash"
+        } else {
+            pick(c, KEYS)
+        };
+        t.insert("matchLabelKeys".into(), json!([key]));
     }
     if one_in(c, 12) {
         t.insert("mismatchLabelKeys".into(), json!([pick(c, KEYS)]));
@@ -355,7 +388,7 @@ fn slip(c: &mut dyn Choices, sel: &mut Value) {
 }
 
 /// An affinity: absent (`None`), empty, or anti-affinity terms of both strengths.
-fn affinity(c: &mut dyn Choices, peers: &[Value]) -> Option<Value> {
+fn affinity(c: &mut dyn Choices, peers: &[Value], own: &Map<String, Value>) -> Option<Value> {
     match c.below(8) {
         0 => return None,
         1 => return Some(json!({})),
@@ -365,7 +398,7 @@ fn affinity(c: &mut dyn Choices, peers: &[Value]) -> Option<Value> {
     let mut anti = Map::new();
     let required = c.below(3);
     if required > 0 {
-        let terms: Vec<Value> = (0..required).map(|_| term(c, peers)).collect();
+        let terms: Vec<Value> = (0..required).map(|_| term(c, peers, own)).collect();
         anti.insert(
             "requiredDuringSchedulingIgnoredDuringExecution".into(),
             Value::Array(terms),
@@ -380,7 +413,7 @@ fn affinity(c: &mut dyn Choices, peers: &[Value]) -> Option<Value> {
                 } else {
                     *pick(c, &[1, 50, 80, 100])
                 };
-                json!({"weight": weight, "podAffinityTerm": term(c, peers)})
+                json!({"weight": weight, "podAffinityTerm": term(c, peers, own)})
             })
             .collect();
         anti.insert(
@@ -394,7 +427,7 @@ fn affinity(c: &mut dyn Choices, peers: &[Value]) -> Option<Value> {
         aff.insert(
             "podAffinity".into(),
             json!({"preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 10, "podAffinityTerm": term(c, peers)}]}),
+                {"weight": 10, "podAffinityTerm": term(c, peers, own)}]}),
         );
     }
     Some(Value::Object(aff))
@@ -416,12 +449,51 @@ fn labels(c: &mut dyn Choices, policies: &[Value]) -> Map<String, Value> {
     m
 }
 
-/// A pod spec with one container and `affinity`.
-fn pod_spec(affinity: Option<Value>) -> Value {
+/// `topologySpreadConstraints`, often about the pod's own labels `own`: none (`None`), or
+/// one or two, each a key, a skew, a strength or a selector away from spreading replicas.
+fn spread(c: &mut dyn Choices, own: &Map<String, Value>) -> Option<Value> {
+    if c.below(3) < 2 {
+        return None;
+    }
+    let constraints: Vec<Value> = (0..1 + c.below(2))
+        .map(|_| {
+            let mut s = Map::new();
+            s.insert("maxSkew".into(), json!(pick(c, &[1, 1, 2])));
+            s.insert("topologyKey".into(), json!(pick(c, TOPOLOGY_KEYS)));
+            s.insert(
+                "whenUnsatisfiable".into(),
+                json!(pick(c, &["DoNotSchedule", "ScheduleAnyway"])),
+            );
+            match c.below(6) {
+                0 => {}
+                1 => {
+                    s.insert("labelSelector".into(), json!({}));
+                }
+                2 => {
+                    s.insert("labelSelector".into(), selector(c, false));
+                }
+                _ => {
+                    s.insert("labelSelector".into(), own_selector(c, own));
+                }
+            }
+            if one_in(c, 4) {
+                s.insert("matchLabelKeys".into(), json!(["pod-template-hash"]));
+            }
+            Value::Object(s)
+        })
+        .collect();
+    Some(Value::Array(constraints))
+}
+
+/// A pod spec with one container, `affinity` and `topologySpreadConstraints`.
+fn pod_spec(affinity: Option<Value>, spread: Option<Value>) -> Value {
     let mut spec = Map::new();
     spec.insert("containers".into(), json!([{"name": "c", "image": "i"}]));
     if let Some(a) = affinity {
         spec.insert("affinity".into(), a);
+    }
+    if let Some(s) = spread {
+        spec.insert("topologySpreadConstraints".into(), s);
     }
     Value::Object(spec)
 }
@@ -453,7 +525,8 @@ pub fn object(c: &mut dyn Choices, policies: &[Value]) -> Value {
         }
     }
     let pod_labels = labels(c, policies);
-    let aff = affinity(c, &peers);
+    let aff = affinity(c, &peers, &pod_labels);
+    let constraints = spread(c, &pod_labels);
     let has_target = policies
         .iter()
         .any(|p| p.pointer("/spec/valueTargets").is_some());
@@ -471,16 +544,22 @@ pub fn object(c: &mut dyn Choices, policies: &[Value]) -> Value {
         ]
     };
     let kind = *pick(c, kinds);
-    let template = || json!({"metadata": {"labels": pod_labels}, "spec": pod_spec(aff.clone())});
+    let template = || json!({"metadata": {"labels": pod_labels}, "spec": pod_spec(aff.clone(), constraints.clone())});
+    let parallelism = *pick(c, &[0, 1, 2, 3]);
     let (api_version, spec) = match kind {
         "Pod" => {
             metadata.insert("labels".into(), Value::Object(pod_labels.clone()));
-            ("v1", pod_spec(aff.clone()))
+            ("v1", pod_spec(aff.clone(), constraints.clone()))
         }
-        "Job" => ("batch/v1", json!({"template": template()})),
+        // Parallelism unset (0 here) means 1.
+        "Job" if parallelism == 0 => ("batch/v1", json!({"template": template()})),
+        "Job" => (
+            "batch/v1",
+            json!({"parallelism": parallelism, "template": template()}),
+        ),
         "CronJob" => (
             "batch/v1",
-            json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template()}}}),
+            json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"parallelism": parallelism.max(1), "template": template()}}}),
         ),
         "HelmRelease" => {
             let mut values = Map::new();
@@ -500,10 +579,13 @@ pub fn object(c: &mut dyn Choices, policies: &[Value]) -> Value {
         _ => {
             let mut s = Map::new();
             if kind != "DaemonSet" {
-                match c.below(3) {
+                match c.below(4) {
                     0 => {}
                     1 => {
                         s.insert("replicas".into(), json!(1));
+                    }
+                    2 => {
+                        s.insert("replicas".into(), json!(2));
                     }
                     _ => {
                         s.insert("replicas".into(), json!(3));
@@ -652,6 +734,9 @@ mod tests {
                 "valueTargets",
                 "required",
                 "matchLabelKeys",
+                "\"self\"",
+                "minReplicas",
+                "topologySpreadConstraints",
             ] {
                 if text.contains(word) {
                     seen.insert(word.to_owned());
@@ -668,6 +753,9 @@ mod tests {
             "valueTargets",
             "required",
             "matchLabelKeys",
+            "\"self\"",
+            "minReplicas",
+            "topologySpreadConstraints",
             "Pod",
             "Deployment",
             "CronJob",

@@ -18,9 +18,12 @@
 //! instance per call (the guest's initialisation and `wapc_init` included) under an epoch
 //! deadline. The empty guest (`wasm/examples/empty_guest.rs`) is the instantiation floor.
 
-// The bench uses only part of the shared loader.
-#[allow(dead_code)]
+// Shared with the tests, which also read whole documents (`OpaEngine::document`).
 #[path = "../../tests/support/opa_engine.rs"]
+#[allow(
+    dead_code,
+    reason = "the bench evaluates; only the tests read documents"
+)]
 mod opa_engine;
 
 use std::ffi::CString;

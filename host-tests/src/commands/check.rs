@@ -61,7 +61,8 @@ impl Policies {
                 "no policy: pass -p POLICY.yaml".to_owned(),
             ));
         }
-        let sources = manifests::read_sources(paths)?;
+        // `builtin:NAME` is a shipped rule file.
+        let sources = crate::commands::rules::policy_sources(paths)?;
         let mut set = PolicySet::default();
         let mut origins = Vec::new();
         let mut set_spans = Vec::new();

@@ -136,6 +136,9 @@ pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
         .peers
         .iter()
         .map(|g| {
+            if g.own_replicas {
+                return json!({"self": true});
+            }
             let mut m = Map::new();
             m.insert("labelSelector".into(), json!(g.label_selector));
             if !g.namespaces.is_empty() {
@@ -151,6 +154,7 @@ pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
     p.insert("topologyKey".into(), json!(policy.topology_key));
     p.insert("strength".into(), json!(policy.strength));
     p.insert("weight".into(), json!(policy.weight));
+    p.insert("minReplicas".into(), json!(policy.min_replicas));
     p.insert("action".into(), json!(policy.action));
     p.insert(
         "existingViolations".into(),
@@ -195,6 +199,10 @@ fn derived(policy: &Policy) -> Value {
         .peers
         .iter()
         .map(|g| {
+            if g.own_replicas {
+                // Who the replicas are is the request's object's business.
+                return json!({"self": true});
+            }
             json!({
                 "selector": selector_facts(&g.selector),
                 "namespaceSelector": g.namespace_selector.as_ref().map(|(s, _)| selector_facts(s)),
@@ -452,14 +460,19 @@ fn list_name(policy: &Policy) -> &'static str {
     }
 }
 
-/// The terms apart writes for a policy, one per peer group.
-fn rule_terms(policy: &Policy) -> Vec<Value> {
+/// The terms apart writes for a policy, one per peer group; a `self: true` group's selects
+/// `own` (the workload's labels).
+fn rule_terms(policy: &Policy, own: &Map<String, Value>) -> Vec<Value> {
     policy
         .peers
         .iter()
         .map(|g| {
             let mut term = Map::new();
-            term.insert("labelSelector".into(), json!(g.label_selector));
+            if g.own_replicas {
+                term.insert("labelSelector".into(), json!({"matchLabels": own}));
+            } else {
+                term.insert("labelSelector".into(), json!(g.label_selector));
+            }
             if !g.namespaces.is_empty() {
                 term.insert("namespaces".into(), json!(g.namespaces));
             }
@@ -508,7 +521,7 @@ fn assign(
             "location": format!("{affinity}.podAntiAffinity.{}", list_name(policy)),
             "parameters": {
                 "pathTests": [{"subPath": format!("{affinity}.podAntiAffinity"), "condition": "MustNotExist"}],
-                "assign": {"value": rule_terms(policy)}
+                "assign": {"value": rule_terms(policy, &Map::new())}
             }
         }
     })
@@ -519,7 +532,9 @@ pub fn mutators(set: &PolicySet, index: usize) -> Vec<Value> {
     let Some(policy) = set.policies().get(index) else {
         return Vec::new();
     };
-    if policy.action != Action::Mutate {
+    // An Assign writes one value for every object it matches, and a term about a workload's
+    // own replicas must name that workload's labels: no Assign can write it.
+    if policy.action != Action::Mutate || policy.peers.iter().any(|g| g.own_replicas) {
         return Vec::new();
     }
     let document = set.settings();
@@ -596,7 +611,11 @@ pub fn sample(set: &PolicySet, index: usize, allowed: bool) -> Option<Value> {
     let policy = set.policies().get(index)?;
     let settings = set.settings();
     let selector = settings.pointer(&format!("/policies/{index}/spec/subject/labelSelector"))?;
-    let labels = labels_for(selector);
+    let mut labels = labels_for(selector);
+    if labels.is_empty() && policy.subject_selector.is_everything() {
+        // Every workload is a subject; a Deployment still needs a selector.
+        labels.insert("app".into(), json!(policy.name));
+    }
     let namespace = policy
         .subject_namespaces
         .as_ref()
@@ -606,7 +625,7 @@ pub fn sample(set: &PolicySet, index: usize, allowed: bool) -> Option<Value> {
     if allowed {
         pod_spec.insert(
             "affinity".into(),
-            json!({"podAntiAffinity": {list_name(policy): rule_terms(policy)}}),
+            json!({"podAntiAffinity": {list_name(policy): rule_terms(policy, &labels)}}),
         );
     }
     pod_spec.insert(

@@ -59,6 +59,10 @@ pub struct ClusterPod {
     pub affinity: Option<Affinity>,
     /// Where the pod is in the snapshot (`$.items[i]`), for messages.
     pub path: JsonPath,
+    /// Its controller (`Kind/name` of the `ownerReferences` entry with `controller: true`):
+    /// pods with one controller are replicas of one workload (for a Deployment, of one
+    /// ReplicaSet: one revision).
+    pub owner: Option<String>,
 }
 
 impl ClusterPod {
@@ -100,6 +104,18 @@ struct MetaView {
     /// Only whether it is set matters.
     #[serde(default, rename = "deletionTimestamp")]
     deletion_timestamp: Option<IgnoredAny>,
+    #[serde(default, rename = "ownerReferences")]
+    owner_references: Option<Vec<OwnerView>>,
+}
+
+#[derive(Deserialize, Default)]
+struct OwnerView {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    controller: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -175,6 +191,18 @@ impl Cluster {
             let name = metadata.name.unwrap_or_default();
             let labels = metadata.labels.unwrap_or_default();
             let terminating = metadata.deletion_timestamp.is_some();
+            let owner = metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        o.kind.as_deref().unwrap_or_default(),
+                        o.name.as_deref().unwrap_or_default()
+                    )
+                });
             match kind.as_str() {
                 "Node" => cluster.add_node(Node {
                     name,
@@ -193,6 +221,7 @@ impl Cluster {
                         terminating,
                         affinity: spec.affinity,
                         path,
+                        owner,
                     });
                 }
                 _ => {}

@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 use crate::error::ObjectError;
 use crate::kube::affinity::Affinity;
 use crate::kube::names;
+use crate::kube::scheduling::TopologySpreadConstraint;
+use crate::kube::selector::{LabelSelectorSpec, Selector};
 use crate::placement::colocation::{Placement, Subject};
 use crate::rules::finding::ObjectRef;
 use crate::rules::policy::ValueTarget;
@@ -99,6 +101,8 @@ impl<'de> Deserialize<'de> for MirrorKey {
 struct PodSpecView<'a> {
     #[serde(default, borrow)]
     affinity: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    topology_spread_constraints: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -129,6 +133,12 @@ struct SpecView<'a> {
     job_template: Option<JobTemplateView<'a>>,
     #[serde(default, borrow)]
     affinity: Option<&'a RawValue>,
+    /// A Pod's own constraints (a workload's are in its template).
+    #[serde(default, borrow)]
+    topology_spread_constraints: Option<&'a RawValue>,
+    /// A workload's pod selector: what a term about its own replicas selects.
+    #[serde(default, borrow)]
+    selector: Option<&'a RawValue>,
     /// A Pod's node, once bound (the co-location check reads it). Raw: in other kinds'
     /// specs a field of that name may hold anything, and must not make the object unreadable.
     #[serde(default, borrow)]
@@ -366,6 +376,17 @@ pub struct PodSource {
     pub controller_keys: &'static [&'static str],
     /// Template or value target.
     pub origin: Origin,
+    /// The pod template's `topologySpreadConstraints` (none when unset or unreadable: the
+    /// simulation reports those; here they can only fail to spread).
+    pub spread: Vec<TopologySpreadConstraint>,
+    /// Where `topologySpreadConstraints` is (or would be).
+    pub spread_path: JsonPath,
+    /// The workload's `spec.selector`, when it selects the template's pods: the labels a
+    /// term about the workload's own replicas is written with.
+    pub workload_selector: Option<LabelSelectorSpec>,
+    /// Can the source run several pods of one workload (not a single Pod, not a value
+    /// target)? `replicas` then says how many at once.
+    pub workload: bool,
 }
 
 /// The object read for evaluation.
@@ -585,10 +606,12 @@ pub fn read_view(
     if let Some(w) = workload(&object.api_version, &object.kind) {
         let spec = view.spec.unwrap_or_default();
         let template_path = JsonPath::parse(w.template).unwrap_or_default();
-        let (labels, affinity_raw, replicas) = match w.kind {
+        let workload_selector = spec.selector;
+        let (labels, affinity_raw, spread_raw, replicas) = match w.kind {
             "Pod" => (
                 metadata.labels.clone().unwrap_or_default(),
                 spec.affinity,
+                spec.topology_spread_constraints,
                 Some(1),
             ),
             _ => {
@@ -607,15 +630,32 @@ pub fn read_view(
                 };
                 let template = holder.unwrap_or_default();
                 let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
-                let affinity = template.spec.and_then(|s| s.affinity);
+                let (affinity, spread) = template
+                    .spec
+                    .map(|s| (s.affinity, s.topology_spread_constraints))
+                    .unwrap_or_default();
                 (
                     labels,
                     affinity,
+                    spread,
                     w.default_replicas.map(|d| count.unwrap_or(d)),
                 )
             }
         };
         let affinity_path = template_path.name("spec").name("affinity");
+        let spread = spread_raw
+            .and_then(|r| serde_json::from_str::<Option<Vec<_>>>(r.get()).ok())
+            .flatten()
+            .unwrap_or_default();
+        // Only a selector that selects the template's pods says who the replicas are (the
+        // API server refuses any other, but a manifest in CI has not met it yet).
+        let workload_selector = workload_selector
+            .filter(|_| w.kind != "Pod")
+            .and_then(|r| serde_json::from_str::<LabelSelectorSpec>(r.get()).ok())
+            .filter(|s| {
+                Selector::compile(Some(s))
+                    .is_ok_and(|c| !c.is_nothing() && !c.is_everything() && c.matches_map(&labels))
+            });
         sources.push(PodSource {
             namespace: namespace.clone(),
             labels,
@@ -624,6 +664,10 @@ pub fn read_view(
             replicas,
             controller_keys: w.controller_keys,
             origin: Origin::Template,
+            spread,
+            spread_path: template_path.name("spec").name("topologySpreadConstraints"),
+            workload_selector,
+            workload: w.kind != "Pod",
         });
     }
     let matching: Vec<_> = value_targets
@@ -666,6 +710,10 @@ pub fn read_view(
                 replicas: None,
                 controller_keys: &[],
                 origin: Origin::ValueTarget { policy: *policy },
+                spread: Vec::new(),
+                spread_path: target.affinity_path.clone(),
+                workload_selector: None,
+                workload: false,
             });
         }
         value = Some(whole);
@@ -680,7 +728,12 @@ pub fn read_view(
 /// What an UPDATE did to one pod source of its object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceChange {
-    /// The source's affinity path: every finding about the source is at or under it.
+    /// Where the source is: every finding about it is at or under this path (a workload's
+    /// pod template, whose affinity and topologySpreadConstraints both judge its pods; a value
+    /// target's affinity).
+    pub scope: JsonPath,
+    /// The source's affinity path: what a repair writes, and an UPDATE that leaves the source
+    /// alone puts back.
     pub affinity_path: JsonPath,
     /// What apart judges is as it was in `oldObject`: the whole pod template (a change to any
     /// of it rolls the pods out anyway), or for a value target the affinity and the pods'
@@ -783,12 +836,10 @@ pub fn update_changes(
         let before = serde_json::from_slice::<TemplateHolder<'_>>(old.get().as_bytes())
             .ok()
             .and_then(|o| o.template(w.kind, w.immutable));
-        let affinity_path = JsonPath::parse(w.template)
-            .unwrap_or_default()
-            .name("spec")
-            .name("affinity");
+        let scope = JsonPath::parse(w.template).unwrap_or_default();
         changes.push(SourceChange {
-            affinity_path,
+            affinity_path: scope.name("spec").name("affinity"),
+            scope,
             unchanged: new.is_some() && new == before,
             immutable: w.immutable,
         });
@@ -817,6 +868,7 @@ pub fn update_changes(
                 (_, None) => false,
             };
             changes.push(SourceChange {
+                scope: target.affinity_path.clone(),
                 affinity_path: target.affinity_path.clone(),
                 unchanged: same(Some(&target.affinity_path))
                     && same(target.namespace_path.as_ref()),

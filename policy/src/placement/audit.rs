@@ -26,6 +26,14 @@
 //! 4. the number of protected pods there;
 //! 5. then by topology key and domain name, so the order is stable.
 //!
+//! A `self: true` peer group (a workload's replicas apart) selects the policy's subject pods
+//! that have a controller (`ownerReferences` with `controller: true`); it is violated in a
+//! domain that holds two or more pods of one controller (two etcd members on one node). For
+//! a Deployment the controller is a ReplicaSet, one revision: during a rollout, an old and a
+//! new replica on one node are not counted together (they are what `matchLabelKeys:
+//! [pod-template-hash]` lets the scheduler put together). Such a violation lists the
+//! replicas that share the domain as both its subjects and its peers.
+//!
 //! Violations follow the rank of their domain, then policy order, then peer group order.
 //!
 //! Cost is linear: every pod is matched once against each policy's selectors, and protected
@@ -257,7 +265,11 @@ impl GroupDef<'_> {
         match self.peer_group {
             None => self.policy.is_subject(&pod.namespace, &pod.labels),
             Some(i) => self.policy.peers.get(i).is_some_and(|peers| {
-                peers.selects(&pod.namespace, &pod.labels, &cluster.namespaces)
+                if peers.own_replicas {
+                    pod.owner.is_some() && self.policy.is_subject(&pod.namespace, &pod.labels)
+                } else {
+                    peers.selects(&pod.namespace, &pod.labels, &cluster.namespaces)
+                }
             }),
         }
     }
@@ -588,13 +600,34 @@ impl<'a> Audit<'a> {
                 continue;
             };
             let peers: Vec<usize> = (0..policy.peers.len())
-                .filter(|i| holding.shares(subject, subject + 1 + i))
+                .filter(|&i| {
+                    if policy.peers.get(i).is_some_and(|g| g.own_replicas) {
+                        !self
+                            .replicas_together(holding.of(subject + 1 + i))
+                            .is_empty()
+                    } else {
+                        holding.shares(subject, subject + 1 + i)
+                    }
+                })
                 .collect();
             if !peers.is_empty() {
                 out.push((p, peers));
             }
         }
         out
+    }
+
+    /// The members (of a `self: true` group) whose controller has another member here.
+    fn replicas_together(&self, members: &[usize]) -> Vec<usize> {
+        let owner = |m: &usize| self.protected.get(*m).and_then(|p| p.pod.owner.as_deref());
+        members
+            .iter()
+            .filter(|m| {
+                let mine = owner(m);
+                mine.is_some() && members.iter().filter(|o| owner(o) == mine).count() > 1
+            })
+            .copied()
+            .collect()
     }
 
     fn violated(&self, key: &str, holding: &Holding<'_>) -> Vec<String> {
@@ -621,8 +654,15 @@ impl<'a> Audit<'a> {
             };
             for &i in peers {
                 let peer_group = subject + 1 + i;
+                let own = policy.peers.get(i).is_some_and(|g| g.own_replicas);
+                let together = self.replicas_together(holding.of(peer_group));
+                let (subjects, peer_pods) = if own {
+                    (together.as_slice(), together.as_slice())
+                } else {
+                    (holding.of(subject), holding.of(peer_group))
+                };
                 let mut nodes: BTreeSet<&str> = BTreeSet::new();
-                for &m in holding.of(subject).iter().chain(holding.of(peer_group)) {
+                for &m in subjects.iter().chain(peer_pods) {
                     if let Some(pr) = self.protected.get(m) {
                         nodes.insert(pr.node.name.as_str());
                     }
@@ -639,8 +679,8 @@ impl<'a> Audit<'a> {
                         .map(crate::rules::policy::PeerGroup::describe)
                         .unwrap_or_default(),
                     nodes: nodes.into_iter().map(str::to_owned).collect(),
-                    subjects: self.pod_refs(holding.of(subject)),
-                    peers: self.pod_refs(holding.of(peer_group)),
+                    subjects: self.pod_refs(subjects),
+                    peers: self.pod_refs(peer_pods),
                 });
             }
         }
@@ -733,6 +773,59 @@ mod tests {
         pods.iter()
             .map(|p| format!("{}/{}@{}", p.namespace, p.name, p.node))
             .collect()
+    }
+
+    /// An etcd member owned by `owner`.
+    fn member(name: &str, owner: &str, node: &str) -> Value {
+        let mut p = pod(
+            "storage",
+            name,
+            json!({"app": "etcd"}),
+            Some(node),
+            "Running",
+        );
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": owner, "controller": true}]);
+        p
+    }
+
+    #[test]
+    fn replicas_of_one_controller_on_one_node_violate_a_self_rule() {
+        let set = policies(&[
+            "apiVersion: apart.dev/v1alpha1\nkind: DecorrelationPolicy\nmetadata: {name: etcd-apart}\nspec:\n  subject:\n    labelSelector: {matchLabels: {app: etcd}}\n  apartFrom:\n    - self: true\n",
+        ]);
+        let snapshot = cluster(vec![
+            node("w1", None),
+            node("w2", None),
+            member("etcd-0", "etcd", "w1"),
+            member("etcd-1", "etcd", "w1"),
+            member("etcd-2", "etcd", "w2"),
+            // Another cluster's member on w2: another controller, not a replica of etcd-2.
+            member("other-0", "other", "w2"),
+            // Without a controller, a pod is no workload's replica.
+            pod(
+                "storage",
+                "loose",
+                json!({"app": "etcd"}),
+                Some("w2"),
+                "Running",
+            ),
+        ]);
+        let report = audit(&set, &snapshot);
+        assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
+        let v = &report.violations[0];
+        assert_eq!(
+            (v.domain.as_str(), v.peers_select.as_str()),
+            ("w1", "its own replicas")
+        );
+        assert_eq!(
+            names(&v.subjects),
+            ["storage/etcd-0@w1", "storage/etcd-1@w1"]
+        );
+        assert_eq!(v.subjects, v.peers);
+        assert_eq!(
+            report.blast_radius[0].domain, "w1",
+            "the violated node ranks first"
+        );
     }
 
     #[test]

@@ -1151,7 +1151,20 @@ fn normalize(raw: &BTreeMap<String, i64>, scored: bool) -> BTreeMap<String, i64>
         .collect()
 }
 
-/// For each policy whose subject the pod is: does the chosen node's domain hold a peer?
+/// Is `placed` a replica of the incoming pod's workload (a `self: true` peer): in its
+/// namespace, with every label of its template (the controller's keys, whose values the new
+/// pod does not know yet, aside)?
+fn is_replica(pod: &IncomingPod, placed: &ClusterPod) -> bool {
+    placed.namespace == pod.namespace
+        && pod
+            .labels
+            .iter()
+            .filter(|(k, v)| **v != new_controller_value(k))
+            .all(|(k, v)| placed.labels.get(k) == Some(v))
+}
+
+/// For each policy whose subject the pod is: does the chosen node's domain hold a peer (for
+/// a `self: true` group, a replica of its own workload)?
 fn apartness(
     policies: &[Policy],
     pod: &IncomingPod,
@@ -1171,10 +1184,10 @@ fn apartness(
                     .iter()
                     .filter(|p| p.node.topology_value(key) == Some(value))
                     .filter(|p| {
-                        policy
-                            .peers
-                            .iter()
-                            .any(|g| g.selects(&p.pod.namespace, &p.pod.labels, facts))
+                        policy.peers.iter().any(|g| {
+                            g.selects(&p.pod.namespace, &p.pod.labels, facts)
+                                || g.own_replicas && is_replica(pod, p.pod)
+                        })
                     })
                     .map(|p| pod_ref(p.pod))
                     .collect(),

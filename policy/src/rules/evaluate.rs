@@ -19,6 +19,7 @@ use crate::rules::finding::{Code, Finding, ObjectRef};
 use crate::rules::judge::{Judgement, SelectorFit, judge};
 use crate::rules::mutate::{self, Plan, Repair};
 use crate::rules::policy::{Action, PeerGroup, Policy, PolicySet, Strength};
+use crate::rules::replicas;
 use crate::source::path::Segment;
 use crate::source::splice::{self, MemberSpan};
 
@@ -153,6 +154,10 @@ impl Check<'_> {
         let anti_path = source.affinity_path.name("podAntiAffinity");
         let mut singleton_warned = false;
         for group in &policy.peers {
+            if group.own_replicas {
+                self.run_own_replicas(source, &compiled.anti_affinity, facts);
+                continue;
+            }
             let judgements: Vec<Judgement<'_, '_>> = compiled
                 .anti_affinity
                 .iter()
@@ -208,6 +213,73 @@ impl Check<'_> {
             if policy.action == Action::Mutate {
                 self.plans.push((first..self.findings.len(), plan));
             }
+        }
+    }
+
+    /// A `self: true` group: the workload's replicas apart from each other, by an
+    /// anti-affinity term or a spread constraint ([`crate::rules::replicas`]).
+    fn run_own_replicas(&mut self, source: &PodSource, terms: &[Term<'_>], facts: &NamespaceFacts) {
+        let policy = self.policy;
+        let Some(replicas) = replicas::applies(policy, source) else {
+            return;
+        };
+        let candidates: Vec<replicas::Candidate> = terms
+            .iter()
+            .map(|t| replicas::judge_term(t, policy, source, facts))
+            .chain(source.spread.iter().enumerate().map(|(i, c)| {
+                replicas::judge_spread(c, &source.spread_path.index(i), policy, source)
+            }))
+            .collect();
+        if candidates.iter().any(|c| c.meant && c.defects.is_empty()) {
+            return;
+        }
+        let first = self.findings.len();
+        let anti_path = source.affinity_path.name("podAntiAffinity");
+        let list = anti_path.name(list_name(policy.strength));
+        let add_term = Plan::AddTerm {
+            list: list.clone(),
+            term: replicas::rule_term(policy, source),
+        };
+        let best = candidates
+            .iter()
+            .filter(|c| c.meant)
+            .min_by_key(|c| c.defects.len());
+        let plan = match best {
+            None => {
+                let others: Vec<&str> = candidates.iter().map(|c| c.describe.as_str()).collect();
+                let others = match others.as_slice() {
+                    [] => String::new(),
+                    [one] => format!(
+                        " (its existing term, {one}, does not select its own pods and stays as it is)"
+                    ),
+                    many => format!(
+                        " (its existing terms, {}, do not select its own pods and stay as they are)",
+                        many.join("; ")
+                    ),
+                };
+                self.finding(
+                    Code::MissingAntiAffinity,
+                    &anti_path,
+                    format!(
+                        "{} run {replicas} replicas, and no podAntiAffinity term or topologySpreadConstraint keeps them apart from each other on {}: add to {}: {} ({}){others}",
+                        describe_pods(source),
+                        policy.topology_key,
+                        list,
+                        replicas::rule_term(policy, source),
+                        replicas::rule_spread(policy),
+                    ),
+                );
+                add_term
+            }
+            Some(c) => {
+                for d in &c.defects {
+                    self.finding(d.code, &d.path, d.message.clone());
+                }
+                c.repair.clone().map_or(add_term, Plan::Repair)
+            }
+        };
+        if policy.action == Action::Mutate {
+            self.plans.push((first..self.findings.len(), plan));
         }
     }
 

@@ -6,9 +6,11 @@
 //! and positions.
 
 pub mod baked;
+pub mod builtin;
 pub(crate) mod evaluate;
 pub(crate) mod finding;
 pub(crate) mod judge;
 pub(crate) mod mutate;
 pub(crate) mod policy;
+pub(crate) mod replicas;
 pub(crate) mod set;

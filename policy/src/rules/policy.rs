@@ -20,6 +20,8 @@ pub const API_VERSION: &str = "apart.dev/v1alpha1";
 pub const KIND: &str = "DecorrelationPolicy";
 /// The default failure domain.
 pub const HOSTNAME: &str = "kubernetes.io/hostname";
+/// `minReplicas` when unset: one pod has no replica to be apart from.
+pub const DEFAULT_MIN_REPLICAS: i64 = 2;
 
 /// Soft or hard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -111,6 +113,10 @@ pub struct PolicySpec {
     /// UPDATEs that leave a violation as it was: `allow` (default) or `deny`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing_violations: Option<ExistingViolations>,
+    /// `self` peer groups apply only to workloads that can run this many pods at once (2 by
+    /// default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i64>,
 }
 
 /// `spec.subject`.
@@ -124,10 +130,14 @@ pub struct SubjectSpec {
     pub label_selector: Option<LabelSelectorSpec>,
 }
 
-/// One `spec.apartFrom` entry.
+/// One `spec.apartFrom` entry: a group of other pods, or (`self: true`) the subject's own
+/// replicas.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerSpec {
+    /// The subject's own replicas: the pods of the same workload, in its own namespace.
+    #[serde(default, rename = "self", skip_serializing_if = "Option::is_none")]
+    pub own_replicas: Option<bool>,
     /// The peers' namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
@@ -135,6 +145,7 @@ pub struct PeerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelectorSpec>,
     /// The peers' pod labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelectorSpec>,
 }
 
@@ -164,6 +175,10 @@ pub struct ValueTargetSpec {
 /// A peer group, compiled.
 #[derive(Debug, Clone)]
 pub struct PeerGroup {
+    /// `self: true`: the subject's own replicas. Who they are depends on the workload judged
+    /// (its pod template's labels and namespace), so the selector fields below are empty
+    /// (selecting nothing) and evaluation works the group out per pod source.
+    pub own_replicas: bool,
     /// The peers' pod selector.
     pub selector: Selector,
     /// As written, for terms apart writes.
@@ -199,6 +214,9 @@ impl PeerGroup {
 
     /// `app.kubernetes.io/part-of=flux in flux-system`.
     pub fn describe(&self) -> String {
+        if self.own_replicas {
+            return "its own replicas".to_owned();
+        }
         let mut scopes: Vec<String> = self.namespaces.iter().cloned().collect();
         if let Some((s, _)) = &self.namespace_selector {
             scopes.push(if s.is_everything() {
@@ -253,6 +271,8 @@ pub struct Policy {
     pub value_targets: Vec<ValueTarget>,
     /// What an UPDATE that leaves a violation as it was gets.
     pub existing_violations: ExistingViolations,
+    /// `self` groups judge only pod sources that can run this many pods at once.
+    pub min_replicas: i64,
 }
 
 impl Policy {
@@ -347,12 +367,37 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
     if spec.apart_from.is_empty() {
         return Err(InvalidField::new(
             at("$.spec.apartFrom"),
-            "apartFrom is empty: list at least one peer group (labelSelector, and namespaces or namespaceSelector)".to_owned(),
+            "apartFrom is empty: list at least one peer group (labelSelector, and namespaces or namespaceSelector; or self: true for the workload's own replicas)".to_owned(),
         ));
     }
     let mut peers = Vec::new();
     for (i, peer) in spec.apart_from.iter().enumerate() {
         let base = format!("$.spec.apartFrom[{i}]");
+        if peer.own_replicas == Some(true) {
+            // The replicas are the workload's own pods: a selector or a namespace here would
+            // say something the workload already says, and could contradict it.
+            let extra = [
+                ("labelSelector", peer.label_selector.is_some()),
+                ("namespaces", peer.namespaces.is_some()),
+                ("namespaceSelector", peer.namespace_selector.is_some()),
+            ];
+            if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
+                return Err(InvalidField::new(
+                    at(&format!("{base}.{field}")),
+                    format!(
+                        "a self: true group is the workload's own replicas (its pod template's labels, in its own namespace): remove {field}"
+                    ),
+                ));
+            }
+            peers.push(PeerGroup {
+                own_replicas: true,
+                selector: Selector::nothing(),
+                label_selector: LabelSelectorSpec::default(),
+                namespaces: BTreeSet::new(),
+                namespace_selector: None,
+            });
+            continue;
+        }
         let (selector, label_selector) = compile_selector(
             peer.label_selector.as_ref(),
             &format!("{base}.labelSelector"),
@@ -372,6 +417,7 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
             None => None,
         };
         peers.push(PeerGroup {
+            own_replicas: false,
             selector,
             label_selector,
             namespaces,
@@ -400,6 +446,16 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
         }
         (_, Some(w)) => w,
         (_, None) => 100,
+    };
+    let min_replicas = match spec.min_replicas {
+        Some(n) if n < 1 => {
+            return Err(InvalidField::new(
+                at("$.spec.minReplicas"),
+                format!("minReplicas must be 1 or more, got {n}"),
+            ));
+        }
+        Some(n) => n,
+        None => DEFAULT_MIN_REPLICAS,
     };
     let mut value_targets = Vec::new();
     for (i, t) in spec.value_targets.iter().flatten().enumerate() {
@@ -450,6 +506,7 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
         action: spec.action.unwrap_or_default(),
         value_targets,
         existing_violations: spec.existing_violations.unwrap_or_default(),
+        min_replicas,
     })
 }
 

@@ -129,6 +129,10 @@ impl PolicySet {
                 continue;
             }
             for (g, group) in policy.peers.iter().enumerate() {
+                // A workload's own replicas are there whenever the workload is.
+                if group.own_replicas {
+                    continue;
+                }
                 let found = facts.peers.contains(&(index, g))
                     || facts
                         .by_namespace

@@ -25,7 +25,9 @@
 # the pod's own replicas, it names their namespace, is a slip of their selector, or selects
 # only peers) is diagnosed: selector-mismatch alone when it does not select them, else
 # namespace-blind, topology-mismatch, too-weak; without one the term is missing
-# (missing-anti-affinity). Affinity the API server would reject is invalid-affinity.
+# (missing-anti-affinity). Affinity the API server would reject is invalid-affinity. A
+# `self: true` group (the workload's own replicas) is judged from the object itself: see
+# `self_findings`.
 #
 # How it is evaluated: every term is read once per request into a record (where it sits, its
 # problems, its requirements and namespace scope), and each (term, peer group) pair is judged
@@ -62,22 +64,23 @@ job_keys := ["batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name
 # Where each workload kind keeps its pods' labels and affinity, first match only (an `else`
 # chain reads one kind, not the whole table). Every API version of each group keeps the pod
 # template at the same place (extensions/v1beta1 and apps/v1beta2 Deployments, batch/v1beta1
-# CronJobs, ...). A Pod's and a Job's template cannot change on UPDATE.
-workload := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["pod-template-hash"], "immutable": false} if {
+# CronJobs, ...). A Pod's and a Job's template cannot change on UPDATE. `count` is where the
+# number of pods at once is (absent = 1; null: a Pod, or a DaemonSet's one pod per node).
+workload := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["pod-template-hash"], "immutable": false, "count": ["spec", "replicas"], "spread": ["spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "Deployment"
-} else := {"groups": {"apps"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["controller-revision-hash", "statefulset.kubernetes.io/pod-name", "apps.kubernetes.io/pod-index"], "immutable": false} if {
+} else := {"groups": {"apps"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["controller-revision-hash", "statefulset.kubernetes.io/pod-name", "apps.kubernetes.io/pod-index"], "immutable": false, "count": ["spec", "replicas"], "spread": ["spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "StatefulSet"
-} else := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["controller-revision-hash", "pod-template-generation"], "immutable": false} if {
+} else := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": ["controller-revision-hash", "pod-template-generation"], "immutable": false, "count": null, "spread": ["spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "DaemonSet"
-} else := {"groups": {""}, "template": [], "labels": ["metadata", "labels"], "affinity": ["spec", "affinity"], "at": "$.spec.affinity", "keys": [], "immutable": true} if {
+} else := {"groups": {""}, "template": [], "labels": ["metadata", "labels"], "affinity": ["spec", "affinity"], "at": "$.spec.affinity", "keys": [], "immutable": true, "count": null, "spread": ["spec", "topologySpreadConstraints"]} if {
 	obj_kind == "Pod"
-} else := {"groups": {"batch"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": job_keys, "immutable": true} if {
+} else := {"groups": {"batch"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": job_keys, "immutable": true, "count": ["spec", "parallelism"], "spread": ["spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "Job"
-} else := {"groups": {"batch"}, "template": ["spec", "jobTemplate", "spec", "template"], "labels": ["spec", "jobTemplate", "spec", "template", "metadata", "labels"], "affinity": ["spec", "jobTemplate", "spec", "template", "spec", "affinity"], "at": "$.spec.jobTemplate.spec.template.spec.affinity", "keys": job_keys, "immutable": false} if {
+} else := {"groups": {"batch"}, "template": ["spec", "jobTemplate", "spec", "template"], "labels": ["spec", "jobTemplate", "spec", "template", "metadata", "labels"], "affinity": ["spec", "jobTemplate", "spec", "template", "spec", "affinity"], "at": "$.spec.jobTemplate.spec.template.spec.affinity", "keys": job_keys, "immutable": false, "count": ["spec", "jobTemplate", "spec", "parallelism"], "spread": ["spec", "jobTemplate", "spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "CronJob"
-} else := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": [], "immutable": false} if {
+} else := {"groups": {"apps", "extensions"}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": [], "immutable": false, "count": ["spec", "replicas"], "spread": ["spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "ReplicaSet"
-} else := {"groups": {""}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": [], "immutable": false} if {
+} else := {"groups": {""}, "template": ["spec", "template"], "labels": ["spec", "template", "metadata", "labels"], "affinity": ["spec", "template", "spec", "affinity"], "at": "$.spec.template.spec.affinity", "keys": [], "immutable": false, "count": ["spec", "replicas"], "spread": ["spec", "template", "spec", "topologySpreadConstraints"]} if {
 	obj_kind == "ReplicationController"
 }
 
@@ -151,10 +154,21 @@ sources contains src if {
 		"affinity": object.get(obj, w.affinity, null),
 		"at": w.at,
 		"keys": w.keys,
+		"replicas": replica_count(w),
+		"spread": spread_constraints(get(obj, w.spread, [])),
+		"spread_at": concat("", [trim_suffix(w.at, ".affinity"), ".topologySpreadConstraints"]),
 	}
 	is_subject(src)
 	not held(template_unchanged(w))
 }
+
+replica_count(w) := null if w.count == null
+
+else := get(obj, w.count, 1)
+
+spread_constraints(cs) := cs if is_array(cs)
+
+else := []
 
 sources contains src if {
 	is_object(obj)
@@ -169,6 +183,9 @@ sources contains src if {
 		"affinity": get(obj, t.affinityKeys, null),
 		"at": t.affinityPath,
 		"keys": [],
+		"replicas": null,
+		"spread": [],
+		"spread_at": "",
 	}
 	is_subject(src)
 	not held(target_unchanged(t))
@@ -719,6 +736,7 @@ read_term(src, t, weight, at) := {
 	"ns_requirements": ns_requirements(namespace_selector),
 	"topology_ok": get(t, ["topologyKey"], "") in separating[weight == null],
 	"too_weak": too_weak(weight),
+	"mismatch": get(t, ["mismatchLabelKeys"], []),
 } if {
 	selector := get(t, ["labelSelector"], null)
 	namespace_selector := get(t, ["namespaceSelector"], null)
@@ -1066,8 +1084,97 @@ else := [{"code": "invalid-affinity", "path": u.path, "msg": concat("", ["the AP
 peer_findings(src, terms) := [f |
 	some i, g in params.apartFrom
 	gd := params.derived.groups[i]
-	some f in group_findings(src, [judge(term, g, gd) | some term in terms], g, gd)
+	some f in any_group_findings(src, terms, g, gd)
 ]
+
+any_group_findings(src, terms, g, gd) := self_findings(src, terms) if {
+	g.self == true
+} else := group_findings(src, [judge(term, g, gd) | some term in terms], g, gd)
+
+# --- self: true, the workload's replicas apart from each other (the engine's rules/replicas.rs) ---
+
+# Only a workload that can run minReplicas pods at once (never a Pod, a DaemonSet or a value
+# target). A term keeps the replicas apart when its selector selects the template's labels
+# (a controller key, value unknown, matches only Exists), mismatchLabelKeys does not exclude
+# them, it sees the pod's own namespace, and its topology and strength are the rule's; a
+# spread constraint, when it counts them (a null or empty selector counts nothing), on the
+# rule's key exactly, with maxSkew 1 and, for a required rule, DoNotSchedule. Otherwise the
+# closest candidate (every constraint, every term that selects them) has its findings.
+self_findings(src, terms) := [] if {
+	not self_applies(src)
+} else := [] if {
+	some c in self_candidates(src, terms)
+	count(c) == 0
+} else := best if {
+	cs := self_candidates(src, terms)
+	count(cs) > 0
+	fewest := min({count(c) | some c in cs})
+	best := [c | some c in cs; count(c) == fewest][0]
+} else := [{
+	"code": "missing-anti-affinity",
+	"path": concat("", [src.at, ".podAntiAffinity"]),
+	"msg": sprintf("the subject's %v replicas in %s have no podAntiAffinity term or topologySpreadConstraint keeping them apart on %s: add a term to %s.podAntiAffinity.%s with labelSelector: {matchLabels: %v}", [src.replicas, src.namespace, params.topologyKey, src.at, rule_list, src.labels]),
+}]
+
+self_applies(src) if {
+	src.replicas != null
+	src.replicas >= params.minReplicas
+}
+
+# Each candidate as its findings, terms first, then constraints (the engine's order).
+self_candidates(src, terms) := array.concat(
+	[self_term(src, term) | some term in terms; selects_own(src, term.selector); not excludes_own(src, term)],
+	[self_spread(src, c, sprintf("%s[%d]", [src.spread_at, i])) | some i, c in src.spread],
+)
+
+own_labels(src) := object.union({k: "<set by the controller>" | some k in src.keys}, src.labels) if is_object(src.labels)
+
+else := {k: "<set by the controller>" | some k in src.keys}
+
+selects_own(src, selector) if {
+	is_object(selector)
+	labels := own_labels(src)
+	every r in requirements(selector) {
+		requirement_matches(r, labels)
+	}
+}
+
+excludes_own(src, term) if {
+	some k in term.mismatch
+	own_labels(src)[k]
+}
+
+self_term(src, term) := array.concat(
+	array.concat(
+		[{"code": "namespace-blind", "path": concat("", [term.at, ".namespaces"]), "msg": sprintf("this term selects the workload's own pods, but its namespace scope does not include their namespace %s: add it to namespaces", [src.namespace])} | not scope_includes(term, src.namespace)],
+		[{"code": "topology-mismatch", "path": concat("", [term.at, ".topologyKey"]), "msg": sprintf("the term's topologyKey does not separate the rule's failure domain: use topologyKey: %s", [params.topologyKey])} | not term.topology_ok],
+	),
+	[{"code": "too-weak", "path": term.weight_at, "msg": defect_message("too-weak", null)} | term.too_weak],
+)
+
+self_spread(src, c, at) := [{"code": "selector-mismatch", "path": at, "msg": "this constraint has no labelSelector, so it counts no pod: set labelSelector to the workload's own labels"}] if {
+	get(c, ["labelSelector"], null) == null
+} else := [{"code": "selector-mismatch", "path": concat("", [at, ".labelSelector"]), "msg": "this constraint's labelSelector does not count the workload's own pods (an empty one counts none): set it to the workload's own labels"}] if {
+	not spread_counts_own(src, c.labelSelector)
+} else := array.concat(
+	[{"code": "topology-mismatch", "path": concat("", [at, ".topologyKey"]), "msg": sprintf("this constraint spreads over another key than the rule's failure domain: use topologyKey: %s", [params.topologyKey])} | get(c, ["topologyKey"], "") != params.topologyKey],
+	[{"code": "too-weak", "path": spread_weak_path(c, at), "msg": "this constraint lets replicas share a domain: set maxSkew: 1 (and whenUnsatisfiable: DoNotSchedule for a required rule)"} | spread_weak(c)],
+)
+
+spread_counts_own(src, selector) if {
+	count(requirements(selector)) > 0
+	selects_own(src, selector)
+}
+
+spread_weak(c) if get(c, ["maxSkew"], 0) != 1
+
+spread_weak(c) if not get(c, ["whenUnsatisfiable"], "") in spread_whens[params.strength]
+
+spread_whens := {"required": {"DoNotSchedule"}, "preferred": {"DoNotSchedule", "ScheduleAnyway"}}
+
+spread_weak_path(c, at) := concat("", [at, ".maxSkew"]) if get(c, ["maxSkew"], 0) != 1
+
+else := concat("", [at, ".whenUnsatisfiable"])
 
 violation contains {"msg": msg, "details": {"code": f.code, "path": f.path}} if {
 	some src in sources
