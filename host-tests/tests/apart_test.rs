@@ -173,11 +173,52 @@ fn a_policy_that_does_not_load_shows_the_engines_error() {
 }
 
 #[test]
+fn a_suite_names_the_shipped_rule_pack_as_dash_p_does() {
+    let (code, text) = apart_test(&["tests/suites/builtin"]);
+    assert_eq!(code, Some(0), "{text}");
+    for line in [
+        "  PASS Deployment default/web under replicas-apart: fail [missing-anti-affinity]\n",
+        // A spread constraint keeps the replicas apart; one replica has nothing to spread.
+        "  PASS Deployment default/cache under replicas-apart: pass []\n",
+        "  PASS Deployment default/admin under replicas-apart: pass []\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    // An unknown name makes the suite invalid, at its line, with the names there are.
+    let dir = support::root().join("target/cli-tests/apart-test-builtin-unknown");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let suite =
+        std::fs::read_to_string(support::root().join("tests/suites/builtin/apart-test.yaml"))
+            .expect("read")
+            .replace(
+                "builtin:replicas-apart]",
+                "builtin:replicas-apart-everywhere]",
+            )
+            .replace(
+                "[manifests.yaml]",
+                &format!(
+                    "[{}]",
+                    support::root()
+                        .join("tests/suites/builtin/manifests.yaml")
+                        .display()
+                ),
+            );
+    std::fs::write(dir.join("apart-test.yaml"), suite).expect("write");
+    let (code, text) = apart_test(&[&dir.display().to_string()]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(":6:12: $.policies[0]: no built-in rule file named \"replicas-apart-everywhere\": the built-in ones are replicas-apart, replicas-apart-zones, replicas-apart-required"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_folder_runs_every_suite_below_it_and_the_worst_decides() {
     let (code, text) = apart_test(&["tests/suites"]);
     assert_eq!(code, Some(2), "{text}");
     assert!(
-        text.ends_with("6 suites: 1 passed, 1 failed, 4 invalid; 8 cases: 4 passed, 4 failed\n"),
+        text.ends_with("7 suites: 2 passed, 1 failed, 4 invalid; 11 cases: 7 passed, 4 failed\n"),
         "{text}"
     );
 }

@@ -457,6 +457,16 @@ impl Suite {
     fn resolve(&self, path: &str) -> PathBuf {
         tidy(&self.dir.join(path))
     }
+
+    /// A policy entry: a shipped `builtin:NAME` as it is, a file resolved from the suite's
+    /// folder.
+    fn resolve_policy(&self, entry: &str) -> PathBuf {
+        if entry.starts_with(apart_policy::rules::builtin::PREFIX) {
+            PathBuf::from(entry)
+        } else {
+            self.resolve(entry)
+        }
+    }
 }
 
 fn serde_path(path: &serde_path_to_error::Path) -> JsonPath {
@@ -572,11 +582,12 @@ fn check_fields(suite: &Suite) -> Vec<Diagnostic> {
         }
         for (i, entry) in list.iter().enumerate() {
             let at = root.name(field).index(i);
-            if field == "policies" && entry.starts_with("builtin:") {
-                errors.push(suite.error(
-                    &at,
-                    format!("{entry}: this version of apart ships no built-in rule packs; name a policy file"),
-                ));
+            if field == "policies"
+                && let Some(name) = entry.strip_prefix(apart_policy::rules::builtin::PREFIX)
+            {
+                if let Err(e) = crate::commands::rules::document(name) {
+                    errors.push(suite.error(&at, e.to_string()));
+                }
                 continue;
             }
             let path = suite.resolve(entry);
@@ -678,7 +689,11 @@ fn cases(
         .default_namespace
         .as_deref()
         .unwrap_or(DEFAULT_NAMESPACE);
-    let policy_paths: Vec<PathBuf> = doc.policies.iter().map(|p| suite.resolve(p)).collect();
+    let policy_paths: Vec<PathBuf> = doc
+        .policies
+        .iter()
+        .map(|p| suite.resolve_policy(p))
+        .collect();
     let policies = Policies::read(&policy_paths).map_err(|e| {
         // Point at the entry whose file failed, and show the engine's error as it is.
         let origin = match &e {
