@@ -104,10 +104,7 @@ impl<'a> ValidationRequest<'a> {
     /// Reads a `ValidationRequest` in one pass over its text.
     pub fn parse(json: &'a [u8]) -> Result<Self, ObjectError> {
         serde_json::from_slice(json).map_err(|e| {
-            // Read again, tracking the path, only to say where the problem is.
-            let mut de = serde_json::Deserializer::from_slice(json);
-            let located = serde_path_to_error::deserialize::<_, ValidationRequest<'_>>(&mut de).err();
-            let path = located.as_ref().map(|l| crate::error::serde_path(l.path())).unwrap_or_default();
+            let path = crate::source::locate::error_path(json, &e);
             let in_object = matches!(path.segments(), [Segment::Name(r), Segment::Name(o), ..] if r == "request" && o == "object");
             if in_object {
                 let inner: Vec<Segment> = path.segments().iter().skip(2).cloned().collect();

@@ -526,19 +526,9 @@ pub(crate) fn read_affinity_text(text: &str, path: &JsonPath) -> AffinitySlot {
     }
     match serde_json::from_str::<Affinity>(text) {
         Ok(a) => AffinitySlot::Present(a),
-        Err(_) => {
-            // Re-read with path tracking only now, to say exactly where.
-            let mut de = serde_json::Deserializer::from_str(text);
-            let err = serde_path_to_error::deserialize::<_, Affinity>(&mut de).err();
-            let (at, message) = err.map_or_else(
-                || (path.clone(), "the affinity cannot be read".to_owned()),
-                |e| {
-                    (
-                        path.join(&crate::error::serde_path(e.path())),
-                        e.into_inner().to_string(),
-                    )
-                },
-            );
+        Err(e) => {
+            let at = path.join(&crate::source::locate::error_path(text.as_bytes(), &e));
+            let message = e.to_string();
             AffinitySlot::Unreadable {
                 path: at,
                 message: strip_position(&message),
@@ -556,14 +546,12 @@ fn strip_position(message: &str) -> String {
         .to_owned()
 }
 
-pub(crate) fn object_error(json: &[u8], fallback: serde_json::Error) -> ObjectError {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let located = serde_path_to_error::deserialize::<_, ObjectView<'_>>(&mut de).err();
-    let message = match located {
-        Some(e) if !e.path().to_string().is_empty() && e.path().to_string() != "." => {
-            format!("{}: {}", crate::error::serde_path(e.path()), e.into_inner())
-        }
-        _ => fallback.to_string(),
+pub(crate) fn object_error(json: &[u8], error: serde_json::Error) -> ObjectError {
+    let path = crate::source::locate::error_path(json, &error);
+    let message = if path.segments().is_empty() {
+        error.to_string()
+    } else {
+        format!("{path}: {error}")
     };
     ObjectError {
         message: format!("cannot read the object: {message}"),

@@ -607,25 +607,16 @@ impl PolicySet {
                 ),
             });
         }
-        let settings: Settings = serde_json::from_slice(json).map_err(|_| {
-            // Read again, tracking the path, only to say where the problem is.
-            let mut de = serde_json::Deserializer::from_slice(json);
-            match serde_path_to_error::deserialize::<_, Settings>(&mut de) {
-                Err(e) => PolicyError::Settings {
-                    path: names::shortened(
-                        &crate::error::serde_path(e.path())
-                            .to_string()
-                            .replacen('$', "settings", 1),
-                    )
-                    .into_owned(),
-                    message: names::clip_values(&e.into_inner().to_string()),
-                },
-                Ok(_) => PolicyError::Settings {
-                    path: "settings".to_owned(),
-                    message: "cannot be read".to_owned(),
-                },
-            }
-        })?;
+        let settings: Settings =
+            serde_json::from_slice(json).map_err(|e| PolicyError::Settings {
+                path: names::shortened(
+                    &crate::source::locate::error_path(json, &e)
+                        .to_string()
+                        .replacen('$', "settings", 1),
+                )
+                .into_owned(),
+                message: names::clip_values(&e.to_string()),
+            })?;
         let mut set = Self::default();
         for (i, doc) in settings.policies.into_iter().enumerate() {
             let added = compile_document(&doc).and_then(|policy| set.add(doc, policy));
