@@ -715,7 +715,7 @@ fn repair_text(
         return None;
     };
     parent.pop();
-    let span = splice::member(json, parent.segments(), &key).ok()??;
+    let span = splice::member(json, parent.segments(), &key)?;
     let mut tree = Value::Object(serde_json::Map::new());
     let mut slot = &mut tree;
     for segment in parent.segments() {

@@ -2,14 +2,14 @@
 //! request rewrites only the affinity it repairs and copies every other byte of the object
 //! as it came, instead of reading the object into a tree and writing all of it again.
 //!
-//! The member is found by serde_json's own parser (escaped keys, nesting and the rest as it
-//! reads them), in one pass that skips everything off the path. Positions come from the
-//! borrowed values serde_json hands out, which are slices of the text itself.
+//! The text has already been read by serde_json (the request, leanly, before anything is
+//! repaired), so it is known to be JSON: the member is found by a byte scan that trusts that
+//! structure, steps over strings with `memchr` and stops as soon as the member, or the end of
+//! its parent object, is reached. That costs a fraction of a parse, where running serde_json's
+//! parser again over the request cost as much as reading it. Keys are compared as JSON reads
+//! them (an escaped key is decoded before it is compared).
 
 use std::ops::Range;
-
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::source::path::Segment;
 
@@ -24,31 +24,39 @@ pub enum MemberSpan {
 }
 
 /// Finds member `key` of the object at `parent` (a path of names and indices from the
-/// root) in `text`. `None` when the path does not lead to an object, or leads to an empty
-/// one (it has no member to write after). An error when `text` is not JSON.
-pub fn member(
-    text: &str,
-    parent: &[Segment],
-    key: &str,
-) -> Result<Option<MemberSpan>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let found = Descend { path: parent, key }.deserialize(&mut de)?;
-    de.end()?;
-    let offset = |raw: &RawValue| {
-        // A borrowed value is a slice of `text`: its place is its distance from the start.
-        let start = (raw.get().as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-        let end = start.saturating_add(raw.get().len());
-        (end <= text.len()).then_some(start..end)
+/// root) in `text`, which serde_json has read as JSON. The first member of a name is taken
+/// where a name repeats. `None` when the path does not lead to an object, leads to an empty
+/// one (it has no member to write after), or the text breaks off before the answer.
+pub fn member(text: &str, parent: &[Segment], key: &str) -> Option<MemberSpan> {
+    let mut scan = Scan {
+        bytes: text.as_bytes(),
+        at: 0,
     };
-    Ok(match found {
-        Some(Found {
-            value: Some(raw), ..
-        }) => offset(raw).map(MemberSpan::Value),
-        Some(Found {
-            last: Some(raw), ..
-        }) => offset(raw).map(|r| MemberSpan::After(r.end)),
-        _ => None,
-    })
+    for segment in parent {
+        match segment {
+            Segment::Name(name) => scan.enter_member(name)?,
+            Segment::Index(index) => scan.enter_element(*index)?,
+        }
+    }
+    scan.space();
+    scan.expect(b'{')?;
+    let mut last = None;
+    loop {
+        scan.space();
+        if scan.peek()? == b'}' {
+            return last.map(MemberSpan::After);
+        }
+        let name = scan.key()?;
+        let value = scan.value()?;
+        if key_is(name, key) {
+            return Some(MemberSpan::Value(value));
+        }
+        last = Some(value.end);
+        scan.space();
+        if scan.peek()? == b',' {
+            scan.at += 1;
+        }
+    }
 }
 
 /// `text` with `span` filled by `key: value` (`value` is JSON text).
@@ -73,147 +81,139 @@ pub fn with_member(text: &str, span: &MemberSpan, key: &str, value: &str) -> Str
     out
 }
 
-/// What the descent finds in the parent object.
-struct Found<'de> {
-    /// The member's value.
-    value: Option<&'de RawValue>,
-    /// The last member's value.
-    last: Option<&'de RawValue>,
-}
-
-/// Walks down `path`, skipping everything else, then reads the parent object's members.
-struct Descend<'p> {
-    path: &'p [Segment],
-    key: &'p str,
-}
-
-impl<'de> DeserializeSeed<'de> for Descend<'_> {
-    type Value = Option<Found<'de>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        de.deserialize_any(self)
+/// Is `raw` (a key's text, quotes included) the key `wanted`?
+fn key_is(raw: &[u8], wanted: &str) -> bool {
+    match raw.get(1..raw.len().saturating_sub(1)) {
+        Some(inner) if !inner.contains(&b'\\') => inner == wanted.as_bytes(),
+        _ => serde_json::from_slice::<String>(raw).is_ok_and(|k| k == wanted),
     }
 }
 
-impl<'de> Visitor<'de> for Descend<'_> {
-    type Value = Option<Found<'de>>;
+/// A position in JSON text, moved over whole tokens and values.
+struct Scan<'t> {
+    bytes: &'t [u8],
+    at: usize,
+}
 
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
+impl<'t> Scan<'t> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        match self.path.split_first() {
-            None => {
-                let mut found = Found {
-                    value: None,
-                    last: None,
-                };
-                while let Some(wanted) = map.next_key_seed(KeyIs(self.key))? {
-                    let raw: &'de RawValue = map.next_value()?;
-                    if wanted && found.value.is_none() {
-                        found.value = Some(raw);
-                    }
-                    found.last = Some(raw);
-                }
-                Ok(Some(found))
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// Steps over the string that starts here; its range, quotes included.
+    fn string(&mut self) -> Option<Range<usize>> {
+        let start = self.at;
+        self.at += 1;
+        loop {
+            let rest = self.bytes.get(self.at..)?;
+            let found = memchr::memchr2(b'"', b'\\', rest)?;
+            self.at += found;
+            if self.peek()? == b'"' {
+                self.at += 1;
+                return Some(start..self.at);
             }
-            Some((Segment::Name(name), rest)) => {
-                let mut found = None;
-                let mut seen = false;
-                while let Some(wanted) = map.next_key_seed(KeyIs(name))? {
-                    if wanted && !seen {
-                        seen = true;
-                        found = map.next_value_seed(Descend {
-                            path: rest,
-                            key: self.key,
-                        })?;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+            // A backslash escapes the byte after it (the rest of `\uXXXX` is plain).
+            self.at += 2;
+        }
+    }
+
+    /// Reads a member's key and its colon; the key's text, quotes included.
+    fn key(&mut self) -> Option<&'t [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let range = self.string()?;
+        self.space();
+        self.expect(b':')?;
+        self.bytes.get(range)
+    }
+
+    /// Steps over the value that starts here (after any space); its range.
+    fn value(&mut self) -> Option<Range<usize>> {
+        self.space();
+        let start = self.at;
+        match self.peek()? {
+            b'"' => return self.string(),
+            b'{' | b'[' => {
+                let mut depth = 0_usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Some(start..self.at);
+                            }
+                        }
+                        _ => {}
                     }
+                    self.at += 1;
                 }
-                Ok(found)
             }
-            Some((Segment::Index(_), _)) => {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(None)
+            _ => {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.at += 1;
+                }
+            }
+        }
+        (self.at > start).then_some(start..self.at)
+    }
+
+    /// Moves into the value of member `name` of the object here (the first of that name).
+    fn enter_member(&mut self, name: &str) -> Option<()> {
+        self.space();
+        self.expect(b'{')?;
+        loop {
+            self.space();
+            if self.peek()? == b'}' {
+                return None;
+            }
+            let key = self.key()?;
+            if key_is(key, name) {
+                self.space();
+                return Some(());
+            }
+            self.value()?;
+            self.space();
+            if self.peek()? == b',' {
+                self.at += 1;
             }
         }
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        if let Some((Segment::Index(wanted), rest)) = self.path.split_first() {
-            let mut at = 0;
-            loop {
-                if at == *wanted {
-                    match seq.next_element_seed(Descend {
-                        path: rest,
-                        key: self.key,
-                    })? {
-                        Some(f) => found = f,
-                        None => break,
-                    }
-                } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                    break;
-                }
-                at += 1;
+    /// Moves into element `index` of the array here.
+    fn enter_element(&mut self, index: usize) -> Option<()> {
+        self.space();
+        self.expect(b'[')?;
+        for _ in 0..index {
+            self.space();
+            if self.peek()? == b']' {
+                return None;
             }
-        } else {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            self.value()?;
+            self.space();
+            self.expect(b',')?;
         }
-        Ok(found)
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// A key, compared with the one wanted as serde_json reads it (escapes resolved).
-struct KeyIs<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<bool, D::Error> {
-        de.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for KeyIs<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<bool, E> {
-        Err(E::custom("an object key is not a string"))
+        self.space();
+        (self.peek()? != b']').then_some(())
     }
 }
 
@@ -226,7 +226,7 @@ mod tests {
 
     fn spliced(text: &str, parent: &str, key: &str, value: &str) -> Option<Value> {
         let path = JsonPath::parse(parent).unwrap();
-        let span = member(text, path.segments(), key).unwrap()?;
+        let span = member(text, path.segments(), key)?;
         Some(serde_json::from_str(&with_member(text, &span, key, value)).unwrap())
     }
 
@@ -234,7 +234,7 @@ mod tests {
     fn a_member_is_replaced_and_everything_else_is_kept_byte_for_byte() {
         let text = r#"{"spec": {"template": {"spec": {"containers": [{"name": "a"}], "affinity": {"x": 1}, "z": "\u00e9"}}}, "n": 1.50}"#;
         let path = JsonPath::parse("$.spec.template.spec").unwrap();
-        let span = member(text, path.segments(), "affinity").unwrap().unwrap();
+        let span = member(text, path.segments(), "affinity").unwrap();
         let MemberSpan::Value(range) = &span else {
             panic!("{span:?}")
         };
@@ -262,7 +262,7 @@ mod tests {
         // An escaped key is the same key; a look-alike at another depth is not.
         let text = r#"{"affinity": 0, "sp\u0065c": {"x": {"affinity": 1}, "affinity": null}}"#;
         let path = JsonPath::parse("$.spec").unwrap();
-        let span = member(text, path.segments(), "affinity").unwrap().unwrap();
+        let span = member(text, path.segments(), "affinity").unwrap();
         let MemberSpan::Value(range) = span else {
             panic!()
         };
@@ -274,27 +274,66 @@ mod tests {
             spliced(text, "$.items[1].b", "c", "3"),
             Some(json!({"items": [{"a": 1}, {"b": {"c": 3}}]}))
         );
-        assert!(member(text, path.segments(), "zz").unwrap().is_some());
+        assert!(member(text, path.segments(), "zz").is_some());
     }
 
     #[test]
-    fn no_span_without_an_object_with_members_and_an_error_for_bad_json() {
+    fn no_span_without_an_object_with_members_or_where_the_text_breaks_off() {
         for (text, parent) in [
             (r#"{"spec": []}"#, "$.spec"),
             (r#"{"spec": "x"}"#, "$.spec"),
             (r#"{"spec": {}}"#, "$.spec"),
             (r#"{"other": {"a": 1}}"#, "$.spec"),
             (r#"[{"a": 1}]"#, "$[3]"),
+            (r#"{"spec": {"a": 1"#, "$.spec"),
+            (r#"{"spec": {"a": "1}"#, "$.spec"),
+            (r#"{"spec": {"a" 1}}"#, "$.spec"),
         ] {
             let path = JsonPath::parse(parent).unwrap();
-            assert_eq!(
-                member(text, path.segments(), "affinity").unwrap(),
-                None,
-                "{text}"
-            );
+            assert_eq!(member(text, path.segments(), "affinity"), None, "{text}");
         }
-        let path = JsonPath::parse("$.spec").unwrap();
-        assert!(member(r#"{"spec": {"a": 1}"#, path.segments(), "b").is_err());
-        assert!(member(r#"{"spec": {"a": 1}} x"#, path.segments(), "b").is_err());
+    }
+
+    /// The scan agrees with serde_json's reading: over values of every kind, with strings
+    /// holding brackets, quotes and escapes, each member found is the value serde_json reads
+    /// under that key, and a missing one goes after the last.
+    #[test]
+    fn every_member_found_is_the_one_serde_json_reads() {
+        let text = r#" { "a" : [1, {"]": "}"}, "x\"[{"], "b":{"c":true,"d":null,"e":-1.5e3},
+            "\u0062x": "q\\", "f": {"g": [[], {}], "h": "é"} , "z": 0 } "#;
+        let tree: Value = serde_json::from_str(text).unwrap();
+        for (parent, key) in [
+            ("$", "a"),
+            ("$", "b"),
+            ("$", "bx"),
+            ("$", "f"),
+            ("$", "z"),
+            ("$", "none"),
+            ("$.b", "c"),
+            ("$.b", "d"),
+            ("$.b", "e"),
+            ("$.b", "none"),
+            ("$.f", "g"),
+            ("$.f", "h"),
+            ("$.a[1]", "]"),
+            ("$.f.g[1]", "k"),
+        ] {
+            let path = JsonPath::parse(parent).unwrap();
+            let span = member(text, path.segments(), key);
+            let object = path.get(&tree).and_then(Value::as_object);
+            match (span, object.and_then(|o| o.get(key))) {
+                (Some(MemberSpan::Value(range)), Some(expected)) => {
+                    let got: Value = serde_json::from_str(&text[range]).unwrap();
+                    assert_eq!(&got, expected, "{parent} {key}");
+                }
+                (Some(span @ MemberSpan::After(_)), None) => {
+                    let out: Value =
+                        serde_json::from_str(&with_member(text, &span, key, "7")).unwrap();
+                    assert_eq!(path.get(&out).unwrap()[key], json!(7), "{parent} {key}");
+                }
+                (None, None) => assert!(object.is_none_or(serde_json::Map::is_empty)),
+                (span, expected) => panic!("{parent} {key}: {span:?} against {expected:?}"),
+            }
+        }
     }
 }
