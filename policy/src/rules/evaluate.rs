@@ -65,18 +65,10 @@ fn describe_pods(source: &PodSource) -> String {
     if source.labels.is_empty() {
         return format!("pods without labels in {namespace}");
     }
-    let labels: Vec<String> = source
-        .labels
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                crate::kube::names::shortened(k),
-                crate::kube::names::shortened(v)
-            )
-        })
-        .collect();
-    format!("pods {} in {namespace}", labels.join(","))
+    format!(
+        "pods {} in {namespace}",
+        replicas::describe_labels(&source.labels)
+    )
 }
 
 /// The term apart would write for a group, in the shape the rule asks for.

@@ -90,8 +90,8 @@ fn selects_own(selector: &Selector, source: &PodSource) -> bool {
     selector.matches(|k| own_label(source, k))
 }
 
-/// `app=web,tier=db`.
-fn describe_labels(labels: &BTreeMap<String, String>) -> String {
+/// `app=web,tier=db` (names and values shortened as messages show them).
+pub(crate) fn describe_labels(labels: &BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "no labels".to_owned();
     }
@@ -167,6 +167,13 @@ pub(crate) fn rule_spread(policy: &Policy) -> String {
     )
 }
 
+/// Where a term's weight is (or, for a required term, the term itself).
+fn weight_path(term: &Term<'_>) -> JsonPath {
+    term.weighted_path
+        .as_ref()
+        .map_or_else(|| term.path.clone(), |p| p.name("weight"))
+}
+
 /// Judges an anti-affinity term.
 pub(crate) fn judge_term(
     term: &Term<'_>,
@@ -231,10 +238,7 @@ pub(crate) fn judge_term(
         (Strength::Required, Some(w)) => {
             defects.push(Defect {
                 code: Code::TooWeak,
-                path: term
-                    .weighted_path
-                    .as_ref()
-                    .map_or_else(|| term.path.clone(), |p| p.name("weight")),
+                path: weight_path(term),
                 message: format!(
                     "this term is preferred (weight {w}), but the rule requires the replicas apart: move it to requiredDuringSchedulingIgnoredDuringExecution{note}"
                 ),
@@ -244,10 +248,7 @@ pub(crate) fn judge_term(
         (Strength::Preferred, Some(w)) if w < policy.weight => {
             defects.push(Defect {
                 code: Code::TooWeak,
-                path: term
-                    .weighted_path
-                    .as_ref()
-                    .map_or_else(|| term.path.clone(), |p| p.name("weight")),
+                path: weight_path(term),
                 message: format!(
                     "weight {w} is below the rule's {}: set weight: {}{note}",
                     policy.weight, policy.weight
