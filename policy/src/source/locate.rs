@@ -15,6 +15,7 @@
 //! was being read when the text stopped being JSON.
 
 use super::path::JsonPath;
+use super::scan::Scan;
 
 /// serde_json's own nesting limit; a text nested deeper was refused before this depth.
 const MAX_DEPTH: usize = 256;
@@ -25,7 +26,10 @@ pub fn error_path(json: &[u8], error: &serde_json::Error) -> JsonPath {
     let Some(last) = byte_at(json, error.line(), error.column()) else {
         return JsonPath::root();
     };
-    let mut walk = Walk { json, at: 0, last };
+    let mut walk = Walk {
+        scan: Scan::new(json),
+        last,
+    };
     match walk.value(&JsonPath::root(), 0) {
         Ok(()) => JsonPath::root(),
         Err(found) => found,
@@ -55,112 +59,87 @@ fn byte_at(json: &[u8], line: usize, column: usize) -> Option<usize> {
 
 /// A walk over the text that stops, with `Err(path)`, at the node holding byte `last`.
 struct Walk<'a> {
-    json: &'a [u8],
-    at: usize,
+    scan: Scan<'a>,
     last: usize,
 }
 
 impl Walk<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.json.get(self.at).copied()
-    }
-
-    fn skip_space(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
-    }
-
     /// Reads the value at `path`; `Err` with the path found once the walk reaches `last`.
     fn value(&mut self, path: &JsonPath, depth: usize) -> Result<(), JsonPath> {
-        self.skip_space();
+        self.scan.space();
         // Past `last` before the value starts: the error was raised on seeing it.
-        if self.at > self.last || depth > MAX_DEPTH {
+        if self.scan.at > self.last || depth > MAX_DEPTH {
             return Err(path.clone());
         }
-        match self.peek() {
+        match self.scan.peek() {
             Some(b'{') => self.object(path, depth),
             Some(b'[') => self.array(path, depth),
             Some(b'"') => {
-                self.string().ok_or_else(|| path.clone())?;
+                self.scan.string().ok_or_else(|| path.clone())?;
                 self.ended(path)
             }
             Some(b'-' | b'0'..=b'9') => {
                 while matches!(
-                    self.peek(),
+                    self.scan.peek(),
                     Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
                 ) {
-                    self.at += 1;
+                    self.scan.at += 1;
                 }
                 self.ended(path)
             }
             Some(b't' | b'f' | b'n') => {
                 let word = ["true", "false", "null"].into_iter().find(|w| {
-                    self.json
-                        .get(self.at..)
+                    self.scan
+                        .bytes
+                        .get(self.scan.at..)
                         .is_some_and(|t| t.starts_with(w.as_bytes()))
                 });
                 // Not a literal: serde_json stopped in it.
                 let word = word.ok_or_else(|| path.clone())?;
-                self.at += word.len();
+                self.scan.at += word.len();
                 self.ended(path)
             }
             _ => Err(path.clone()),
         }
     }
 
-    /// The value at `path` ended just before `self.at`: it is the node if it holds `last`.
+    /// The value at `path` ended just before `self.scan.at`: it is the node if it holds `last`.
     fn ended(&self, path: &JsonPath) -> Result<(), JsonPath> {
-        if self.at > self.last {
+        if self.scan.at > self.last {
             Err(path.clone())
         } else {
             Ok(())
         }
     }
 
-    /// Steps over a string from its opening quote; `None` when it does not end.
-    fn string(&mut self) -> Option<()> {
-        self.at += 1;
-        loop {
-            match self.peek()? {
-                b'"' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                b'\\' => self.at += 2,
-                _ => self.at += 1,
-            }
-        }
-    }
-
     fn object(&mut self, path: &JsonPath, depth: usize) -> Result<(), JsonPath> {
-        self.at += 1;
+        self.scan.at += 1;
         loop {
-            self.skip_space();
-            match self.peek() {
+            self.scan.space();
+            match self.scan.peek() {
                 Some(b'}') => {
-                    self.at += 1;
+                    self.scan.at += 1;
                     return self.ended(path);
                 }
-                Some(b',') if self.at < self.last => self.at += 1,
+                Some(b',') if self.scan.at < self.last => self.scan.at += 1,
                 Some(b'"') => {
-                    let start = self.at;
-                    self.string().ok_or_else(|| path.clone())?;
+                    let range = self.scan.string().ok_or_else(|| path.clone())?;
                     let key = self
-                        .json
-                        .get(start..self.at)
+                        .scan
+                        .bytes
+                        .get(range)
                         .and_then(|k| serde_json::from_slice::<String>(k).ok())
                         .ok_or_else(|| path.clone())?;
                     let member = path.name(&key);
                     // The key itself, or the gap after it, holds `last`: this member.
-                    if self.at > self.last {
+                    if self.scan.at > self.last {
                         return Err(member);
                     }
-                    self.skip_space();
-                    if self.peek() != Some(b':') || self.at >= self.last {
+                    self.scan.space();
+                    if self.scan.peek() != Some(b':') || self.scan.at >= self.last {
                         return Err(member);
                     }
-                    self.at += 1;
+                    self.scan.at += 1;
                     self.value(&member, depth + 1)?;
                 }
                 _ => return Err(path.clone()),
@@ -169,16 +148,16 @@ impl Walk<'_> {
     }
 
     fn array(&mut self, path: &JsonPath, depth: usize) -> Result<(), JsonPath> {
-        self.at += 1;
+        self.scan.at += 1;
         let mut index = 0;
         loop {
-            self.skip_space();
-            match self.peek() {
+            self.scan.space();
+            match self.scan.peek() {
                 Some(b']') => {
-                    self.at += 1;
+                    self.scan.at += 1;
                     return self.ended(path);
                 }
-                Some(b',') if self.at < self.last => self.at += 1,
+                Some(b',') if self.scan.at < self.last => self.scan.at += 1,
                 None => return Err(path.clone()),
                 Some(_) => {
                     self.value(&path.index(index), depth + 1)?;

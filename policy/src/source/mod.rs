@@ -14,4 +14,5 @@ pub mod manifest;
 pub mod path;
 #[cfg(feature = "yaml")]
 pub mod read;
+mod scan;
 pub mod splice;

@@ -12,6 +12,7 @@
 use std::ops::Range;
 
 use crate::source::path::Segment;
+use crate::source::scan::Scan;
 
 /// Where a member of an object is in a JSON text, or would go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +29,11 @@ pub enum MemberSpan {
 /// where a name repeats. `None` when the path does not lead to an object, leads to an empty
 /// one (it has no member to write after), or the text breaks off before the answer.
 pub fn member(text: &str, parent: &[Segment], key: &str) -> Option<MemberSpan> {
-    let mut scan = Scan {
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut scan = Scan::new(text.as_bytes());
     for segment in parent {
         match segment {
-            Segment::Name(name) => scan.enter_member(name)?,
-            Segment::Index(index) => scan.enter_element(*index)?,
+            Segment::Name(name) => enter_member(&mut scan, name)?,
+            Segment::Index(index) => enter_element(&mut scan, *index)?,
         }
     }
     scan.space();
@@ -89,132 +87,43 @@ fn key_is(raw: &[u8], wanted: &str) -> bool {
     }
 }
 
-/// A position in JSON text, moved over whole tokens and values.
-struct Scan<'t> {
-    bytes: &'t [u8],
-    at: usize,
-}
-
-impl<'t> Scan<'t> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn space(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
-    }
-
-    fn expect(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.at += 1)
-    }
-
-    /// Steps over the string that starts here; its range, quotes included.
-    fn string(&mut self) -> Option<Range<usize>> {
-        let start = self.at;
-        self.at += 1;
-        loop {
-            let rest = self.bytes.get(self.at..)?;
-            let found = memchr::memchr2(b'"', b'\\', rest)?;
-            self.at += found;
-            if self.peek()? == b'"' {
-                self.at += 1;
-                return Some(start..self.at);
-            }
-            // A backslash escapes the byte after it (the rest of `\uXXXX` is plain).
-            self.at += 2;
-        }
-    }
-
-    /// Reads a member's key and its colon; the key's text, quotes included.
-    fn key(&mut self) -> Option<&'t [u8]> {
-        if self.peek()? != b'"' {
+/// Moves into the value of member `name` of the object here (the first of that name).
+fn enter_member(scan: &mut Scan<'_>, name: &str) -> Option<()> {
+    scan.space();
+    scan.expect(b'{')?;
+    loop {
+        scan.space();
+        if scan.peek()? == b'}' {
             return None;
         }
-        let range = self.string()?;
-        self.space();
-        self.expect(b':')?;
-        self.bytes.get(range)
-    }
-
-    /// Steps over the value that starts here (after any space); its range.
-    fn value(&mut self) -> Option<Range<usize>> {
-        self.space();
-        let start = self.at;
-        match self.peek()? {
-            b'"' => return self.string(),
-            b'{' | b'[' => {
-                let mut depth = 0_usize;
-                loop {
-                    match self.peek()? {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.at += 1;
-                                return Some(start..self.at);
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.at += 1;
-                }
-            }
-            _ => {
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                ) {
-                    self.at += 1;
-                }
-            }
+        let key = scan.key()?;
+        if key_is(key, name) {
+            scan.space();
+            return Some(());
         }
-        (self.at > start).then_some(start..self.at)
-    }
-
-    /// Moves into the value of member `name` of the object here (the first of that name).
-    fn enter_member(&mut self, name: &str) -> Option<()> {
-        self.space();
-        self.expect(b'{')?;
-        loop {
-            self.space();
-            if self.peek()? == b'}' {
-                return None;
-            }
-            let key = self.key()?;
-            if key_is(key, name) {
-                self.space();
-                return Some(());
-            }
-            self.value()?;
-            self.space();
-            if self.peek()? == b',' {
-                self.at += 1;
-            }
+        scan.value()?;
+        scan.space();
+        if scan.peek()? == b',' {
+            scan.at += 1;
         }
     }
+}
 
-    /// Moves into element `index` of the array here.
-    fn enter_element(&mut self, index: usize) -> Option<()> {
-        self.space();
-        self.expect(b'[')?;
-        for _ in 0..index {
-            self.space();
-            if self.peek()? == b']' {
-                return None;
-            }
-            self.value()?;
-            self.space();
-            self.expect(b',')?;
+/// Moves into element `index` of the array here.
+fn enter_element(scan: &mut Scan<'_>, index: usize) -> Option<()> {
+    scan.space();
+    scan.expect(b'[')?;
+    for _ in 0..index {
+        scan.space();
+        if scan.peek()? == b']' {
+            return None;
         }
-        self.space();
-        (self.peek()? != b']').then_some(())
+        scan.value()?;
+        scan.space();
+        scan.expect(b',')?;
     }
+    scan.space();
+    (scan.peek()? != b']').then_some(())
 }
 
 #[cfg(test)]
