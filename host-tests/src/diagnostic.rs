@@ -42,6 +42,28 @@ pub enum Diagnostic {
     Registry(#[from] crate::ship::oci::OciError),
 }
 
+impl From<apart_policy::report::ReportError> for Diagnostic {
+    fn from(e: apart_policy::report::ReportError) -> Self {
+        use apart_policy::report::ReportError;
+        match e {
+            ReportError::Input {
+                file,
+                line,
+                column,
+                message,
+            } => Diagnostic::Input {
+                file,
+                line,
+                column,
+                message,
+            },
+            ReportError::Policy(e) => Diagnostic::Policy(e),
+            ReportError::Module(message) => Diagnostic::Module(message),
+            ReportError::Unusable(message) => Diagnostic::Usage(message),
+        }
+    }
+}
+
 impl Diagnostic {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {

@@ -245,7 +245,7 @@ fn evaluate(
     fix: bool,
     sink: Option<check::Sink<'_>>,
 ) -> Result<(Policies, Vec<manifests::Input>, check::Outcome), Diagnostic> {
-    let policies = Policies::read(&common.policies)?;
+    let policies = check::read_policies(&common.policies)?;
     let listed = manifests::list(&common.inputs, fix)?;
     for skipped in &listed.skipped {
         eprintln!("apart: warning: {skipped}");
@@ -334,7 +334,7 @@ fn build(
     name: &str,
     mode: kubewarden::Mode,
 ) -> Result<(), Diagnostic> {
-    let policies = Policies::read(policies)?;
+    let policies = check::read_policies(policies)?;
     let base = match mode {
         kubewarden::Mode::KubewardenWapc => module::load(module_path),
         kubewarden::Mode::Gatekeeper => module::load_opa(module_path),
@@ -478,7 +478,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
             Ok(0)
         }
         Command::Gatekeeper { policies, output } => {
-            let policies = Policies::read(&policies)?;
+            let policies = check::read_policies(&policies)?;
             for path in apart_host::ship::gatekeeper::write_dir(&policies.set, &output)? {
                 writeln!(stdout, "{}", path.display()).map_err(io)?;
             }
@@ -556,9 +556,7 @@ fn run(cli: Cli) -> Result<u8, Diagnostic> {
                         eprintln!("apart: repaired {}", f.name);
                     }
                 } else if diff {
-                    let d = similar::TextDiff::from_lines(&f.original, &f.fixed);
-                    let text = d.unified_diff().header(&f.name, &f.name).to_string();
-                    stdout.write_all(text.as_bytes()).map_err(io)?;
+                    stdout.write_all(f.diff().as_bytes()).map_err(io)?;
                 } else {
                     if several {
                         let header = fix::stream_header(&f.name, &f.fixed);

@@ -27,21 +27,7 @@ pub use apart_policy::source::manifest::MAX_OBJECT_BYTES;
 /// The name standard input goes by.
 pub const STDIN: &str = "<stdin>";
 
-/// One input text, read.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// File path, or `<stdin>`.
-    pub name: String,
-    /// Its text.
-    pub text: String,
-}
-
-impl Source {
-    /// Was it JSON (so output stays JSON)?
-    pub fn is_json(&self) -> bool {
-        read::looks_like_json(&self.text)
-    }
-}
+pub use apart_policy::report::Source;
 
 /// One input to check: a file to read when its turn comes, standard input to read as it
 /// comes, or text already read.

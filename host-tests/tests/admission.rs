@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use apart_host::commands::check::Policies;
+use apart_host::commands::check::{self, Policies};
 use apart_host::commands::run::{self, RunError};
 use apart_host::host::evaluator::{Evaluator, Native};
 use apart_host::host::wapc::{CallError, PolicyModule};
@@ -30,7 +30,8 @@ use support::{
 fn seed() -> &'static Policies {
     static SEED: OnceLock<Policies> = OnceLock::new();
     SEED.get_or_init(|| {
-        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("the seed policy reads")
+        check::read_policies(&[root().join("examples/seed/policy.yaml")])
+            .expect("the seed policy reads")
     })
 }
 

@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 
 use apart_host::commands::audit::{self, AuditFormat};
-use apart_host::commands::check::Policies;
+use apart_host::commands::check;
 use serde_json::{Value, json};
 use support::{assert_no_failures, case_dirs, check_golden, corpus, files, named, root, run_cli};
 
@@ -22,7 +22,7 @@ fn run_case(dir: &Path) -> (String, Option<String>) {
             None,
         )
     };
-    let policies = match Policies::read(&files(dir, "policy")) {
+    let policies = match check::read_policies(&files(dir, "policy")) {
         Ok(p) => p,
         Err(e) => return error(e),
     };

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use apart_host::commands::audit::{self, AuditFormat, HIGHLIGHT, PALETTE};
-use apart_host::commands::check::Policies;
+use apart_host::commands::check;
 use support::root;
 
 const WIDTH: u32 = 1400;
@@ -35,7 +35,7 @@ fn rgb(hex: &str) -> [u8; 3] {
 fn screenshot(name: &str, policy: &str, cluster: &str) -> (PathBuf, u32, u32, Vec<[u8; 3]>) {
     let dir = root().join("target/audit-html");
     std::fs::create_dir_all(&dir).expect("output folder");
-    let policies = Policies::read(&[root().join(policy)]).expect("policy");
+    let policies = check::read_policies(&[root().join(policy)]).expect("policy");
     let (_, snapshot) = audit::read_cluster(&root().join(cluster)).expect("cluster");
     let report = apart_policy::placement::audit::audit(&policies.set, &snapshot);
     let page = audit::render(&report, AuditFormat::Html, cluster);

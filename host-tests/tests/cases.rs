@@ -29,7 +29,7 @@ fn run_case(
     // Names in messages are the case folder's (the folder may also appear inside a message,
     // e.g. in the command it suggests).
     let relative = |s: &str| s.replace(&format!("{}/", dir.display()), "");
-    let policies = match Policies::read(&files(dir, "policy")) {
+    let policies = match check::read_policies(&files(dir, "policy")) {
         Ok(p) => p,
         Err(e) => {
             return (
@@ -166,7 +166,7 @@ fn corpus_agrees_natively_and_through_the_module() {
         check_json_golden(&dir.join("expected.json"), &wasm, &mut failures);
         if let Some((sources, outcome)) = ran {
             let policies =
-                Policies::read(&files(dir, "policy")).expect("policies read once already");
+                check::read_policies(&files(dir, "policy")).expect("policies read once already");
             check_fixes(dir, &policies, &sources, &outcome, &mut failures);
         }
     }

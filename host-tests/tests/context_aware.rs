@@ -231,7 +231,7 @@ fn the_metadata_grants_every_resource_the_module_asks_for() {
         "a case lists namespaces: {asked:?}"
     );
     let policies =
-        apart_host::commands::check::Policies::read(&[root().join("examples/seed/policy.yaml")])
+        apart_host::commands::check::read_policies(&[root().join("examples/seed/policy.yaml")])
             .expect("the seed policy reads");
     let granted: BTreeSet<String> = kubewarden::metadata_for(&policies.set)
         .context_aware_resources

@@ -274,7 +274,7 @@ fn opa_engine_denies_the_seed_case() {
         .add_policy("apart.rego", gatekeeper::REGO)
         .expect("compiles");
     let policies =
-        apart_host::commands::check::Policies::read(&[root().join("examples/seed/policy.yaml")])
+        apart_host::commands::check::read_policies(&[root().join("examples/seed/policy.yaml")])
             .expect("seed policy");
     let sources =
         apart_host::manifests::read_sources(

@@ -17,7 +17,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use apart_host::commands::check::{self, Policies};
+use apart_host::commands::check;
 use apart_host::host::evaluator::{Evaluator, Native};
 use apart_host::host::replay::{Replay, ReplayHost};
 use apart_host::host::wapc::PolicyModule;
@@ -221,7 +221,7 @@ fn seed_the_fuzz_corpus() {
             seed("policy_parse", &case, &text);
             seed("source_read", &format!("{case}-policy"), &text);
         }
-        let policies = Policies::read(&policy_files).ok();
+        let policies = check::read_policies(&policy_files).ok();
         if let Some(p) = &policies {
             seed("wapc_settings", &case, &p.settings());
         }
@@ -271,7 +271,7 @@ fn seed_the_fuzz_corpus() {
             }
         }
     }
-    let seed_settings = Policies::read(&[seed_policy])
+    let seed_settings = check::read_policies(&[seed_policy])
         .expect("seed policy")
         .settings();
     let seed_settings: Value = serde_json::from_slice(&seed_settings).expect("settings");

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::path::Path;
 
-use apart_host::commands::check::{self, Policies};
+use apart_host::commands::check;
 use apart_host::commands::run;
 use apart_host::host::evaluator::Native;
 use apart_host::manifests;
@@ -138,7 +138,7 @@ fn rego_review_violations(
 /// Disagreements of one case, one line each (empty: the Rego agrees), and how many engine
 /// findings were compared.
 fn differences(dir: &Path, engine: &mut Rego) -> (Vec<String>, usize) {
-    let Ok(policies) = Policies::read(&files(dir, "policy")) else {
+    let Ok(policies) = check::read_policies(&files(dir, "policy")) else {
         return (Vec::new(), 0); // an invalid policy: nothing to generate
     };
     let Ok(sources) = manifests::read_sources(&files(dir, "input")) else {
@@ -227,7 +227,8 @@ fn rego_agrees_with_the_engine_over_the_corpus() {
 /// judged by before any repair.
 #[test]
 fn rego_judges_each_admission_request_in_its_lifecycle_as_the_engine_does() {
-    let seed = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let seed =
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     let mut engines = Rego::all();
     let mut failures = Vec::new();
     let (mut denied, mut admitted) = (0, 0);
@@ -284,7 +285,7 @@ fn rego_judges_each_admission_request_in_its_lifecycle_as_the_engine_does() {
 #[test]
 fn suite_samples_decide_as_the_suite_asserts() {
     let policies =
-        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     let mut engine = Rego::regorus();
     for index in 0..policies.set.policies().len() {
         for allowed in [true, false] {
@@ -305,7 +306,7 @@ fn suite_samples_decide_as_the_suite_asserts() {
 #[test]
 fn seed_helmrelease_is_namespace_blind_at_the_engine_path() {
     let policies =
-        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     let sources = manifests::read_sources(&[root().join("examples/seed/cilium-helmrelease.yaml")])
         .expect("seed manifest");
     let objects = manifests::objects(&sources).expect("objects");
@@ -324,7 +325,7 @@ fn seed_helmrelease_is_namespace_blind_at_the_engine_path() {
 #[test]
 fn gatekeeper_folder_is_in_sync() {
     let policies =
-        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     let dir = root().join("gatekeeper");
     let mut failures = Vec::new();
     let generated = gatekeeper::generate(&policies.set);
@@ -364,7 +365,7 @@ fn cli_writes_the_folder_and_refuses_bad_input() {
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let policies =
-        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     for file in gatekeeper::generate(&policies.set) {
         let text = std::fs::read_to_string(out_dir.join(&file.name)).expect("written");
         assert_eq!(text, file.text, "{}", file.name);

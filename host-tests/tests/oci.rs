@@ -940,13 +940,13 @@ fn pull_takes_kwctl_manifests_and_refuses_other_artifacts() {
 /// `apart check` reports for them with the embedded module and the policy file.
 #[test]
 fn a_baked_module_from_the_registry_decides_as_apart_check() {
-    use apart_host::commands::check::{self, Policies};
+    use apart_host::commands::check;
     use apart_host::host::evaluator::Evaluator;
     use apart_host::host::wapc::PolicyModule;
     use apart_host::manifests;
 
     let policies =
-        Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     let plain = built_module();
     let baked = kubewarden::bake(&plain, &policies.set).expect("bakes");
     let registry = Registry::start("baked", false);

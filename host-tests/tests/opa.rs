@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use apart_host::commands::check::{self, Policies};
+use apart_host::commands::check;
 use apart_host::manifests;
 use serde_json::{Value, json};
 use support::opa_host::{OpaPolicy, messages, opa_module_bytes, opa_module_path};
@@ -212,7 +212,7 @@ fn bad_input_is_a_violation_never_an_admission() {
     }
     // A malformed review under valid parameters.
     let dir = root().join("examples/seed");
-    let policies = Policies::read(&[dir.join("policy.yaml")]).expect("seed policy");
+    let policies = check::read_policies(&[dir.join("policy.yaml")]).expect("seed policy");
     let parameters: Value = serde_json::from_slice(&policies.settings()).expect("settings");
     for review in [
         json!("x"),
@@ -265,7 +265,7 @@ fn corpus_checks() -> Vec<Check> {
             .to_owned();
         // Cases whose policies or inputs are refused before any module runs have nothing to
         // compare.
-        let Ok(policies) = Policies::read(&files(&dir, "policy")) else {
+        let Ok(policies) = check::read_policies(&files(&dir, "policy")) else {
             continue;
         };
         let Ok(sources) = manifests::read_sources(&files(&dir, "input")) else {
@@ -356,7 +356,8 @@ fn admission_requests_are_judged_in_their_lifecycle() {
     let engine = engine();
     let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
     let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
-    let seed = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let seed =
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
     let seed: Value = serde_json::from_slice(&seed.settings()).expect("settings");
     // Requests whose objects violate the rule but that the lifecycle lets through.
     let let_through = [
@@ -494,7 +495,7 @@ fn the_official_npm_sdk_gets_the_same_decisions() {
 fn a_module_baked_for_gatekeeper_mode_enforces_its_policies_with_empty_parameters() {
     use apart_host::ship::kubewarden::{self, Mode};
 
-    let policies = Policies::read(&[root().join("examples/seed/policy.yaml")]).expect("seed");
+    let policies = check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed");
     let baked =
         kubewarden::bake_for(&opa_module_bytes(), &policies.set, Mode::Gatekeeper).expect("bakes");
     let metadata = kubewarden::metadata(&baked)

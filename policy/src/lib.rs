@@ -51,6 +51,8 @@ pub mod admission;
 mod error;
 pub mod kube;
 pub mod placement;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod rules;
 pub mod source;
 

@@ -1,18 +1,23 @@
-//! apart's single task runner: `cargo xtask setup | build | ci | demo | bench`.
+//! apart's single task runner: `cargo xtask setup | build | ci | demo | bench | playground`.
 //!
 //! - `setup`: the wasm targets and toolchain components the build needs, the Debian
 //!   packages the tests drive (a real OCI registry, headless Chromium), and the official OPA
 //!   npm SDK the OPA-ABI module is tested under (into `target/opa-node`), and Microsoft's SARIF
 //!   Multitool that validates the SARIF output (into `target/sarif-node`), cargo-fuzz, and
 //!   OPA's engine as a C library for the differential test and the bench (into
-//!   `target/opa-bridge`).
+//!   `target/opa-bridge`), and the `wasm-bindgen` CLI of the crate's exact version and
+//!   TypeScript for the JS build (`js.rs`).
 //! - `build`: the Kubewarden module (wasm32-wasip1, release, then `wasm-opt -Oz` into
 //!   `target/wasm/apart_wasm.wasm`), then the CLI with that exact module embedded: afterwards
 //!   `target/release/apart` works with no flags. Also the OPA-ABI
-//!   module (wasm32-unknown-unknown), with its ABI version globals added after linking.
+//!   module (wasm32-unknown-unknown), with its ABI version globals added after linking, and
+//!   the JS build (`wasm-bindgen`, web and Node) as an npm package in `target/js/`.
+//! - `playground [--serve]`: the browser playground into `target/playground/` (after
+//!   `build`), served on 127.0.0.1 with `--serve`.
 //! - `ci`: setup, format check, the modules, one release build of the host side (the CLI and
 //!   every test), clippy (`-D warnings`, host and wasm), then every test against the modules
-//!   just built, then a 5 s smoke of every fuzz target. One release profile throughout, so
+//!   just built, the JS build's tests (the corpus under Node, `tsc`, the packed package) and
+//!   the playground's in Chromium, then a 5 s smoke of every fuzz target. One release profile throughout, so
 //!   wasmtime is compiled once.
 //! - `demo`: setup, build, then `apart check` and `apart fix` on the bundled seed example.
 //! - `fuzz`: the libFuzzer targets of `fuzz/` (see `fuzz.rs` and `docs/reliability.md`).
@@ -27,6 +32,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod fuzz;
+mod js;
 mod opa_abi;
 
 /// The guest crate and where its module lands.
@@ -69,6 +75,11 @@ const WASM_OPT_FLAGS: &[&str] = &[
 /// `ci` requires it). A `build` without it ships the linked module as it is, and says so: the
 /// module works the same, only larger.
 fn wasm_opt(linked: &Path, out: &Path, required: bool) -> Result {
+    wasm_opt_with(linked, out, required, &[])
+}
+
+/// [`wasm_opt`] with further WebAssembly features enabled.
+fn wasm_opt_with(linked: &Path, out: &Path, required: bool, features: &[&str]) -> Result {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -84,6 +95,7 @@ fn wasm_opt(linked: &Path, out: &Path, required: bool) -> Result {
     }
     run(Command::new("wasm-opt")
         .args(WASM_OPT_FLAGS)
+        .args(features)
         .arg(linked)
         .arg("-o")
         .arg(out))
@@ -143,6 +155,7 @@ fn setup() -> Result {
     opa_npm_sdk()?;
     sarif_multitool()?;
     fuzz::install_cargo_fuzz()?;
+    js::setup()?;
     opa_bridge()
 }
 
@@ -351,7 +364,7 @@ fn build() -> Result {
     build_opa_module()?;
     run(cargo_with_module().args(["build", "--release", "--package", "apart"]))?;
     eprintln!("CLI: {}", root().join("target/release/apart").display());
-    Ok(())
+    js::build(false)
 }
 
 fn ci() -> Result {
@@ -362,6 +375,7 @@ fn ci() -> Result {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     build_module(true)?;
     build_opa_module()?;
+    js::build(true)?;
     // One release build of the host side, with the features the tests' dev-dependencies
     // unify in: it also leaves target/release/apart (the integration tests need the binary),
     // so wasmtime is compiled once. A separate `cargo build -p apart` would resolve other
@@ -391,6 +405,18 @@ fn ci() -> Result {
     run(cargo().args([
         "clippy",
         "--package",
+        "apart-js",
+        "--target",
+        OPA_TARGET,
+        "--profile",
+        "wasm-js",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "--package",
         OPA_GUEST,
         "--target",
         OPA_TARGET,
@@ -401,6 +427,9 @@ fn ci() -> Result {
         "warnings",
     ]))?;
     run(cargo_with_module().args(["test", "--workspace", "--release"]))?;
+    js::test()?;
+    js::playground(false)?;
+    js::playground_test()?;
     // A short smoke of every fuzz target over the committed corpus (the corpus replay through
     // the modules, the differential and the property tests ran with the tests above).
     fuzz::fuzz(&["--seconds".to_owned(), "5".to_owned()])?;
@@ -491,9 +520,10 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "demo" => demo(),
         "bench" => bench(),
+        "playground" => js::playground(std::env::args().nth(2).as_deref() == Some("--serve")),
         "fuzz" => fuzz::fuzz(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => Err(
-            "usage: cargo xtask <setup|build|ci|demo|bench|fuzz [--seconds N] [--seed] [--cmin] [TARGET...]>"
+            "usage: cargo xtask <setup|build|ci|demo|bench|playground [--serve]|fuzz [--seconds N] [--seed] [--cmin] [TARGET...]>"
                 .to_owned(),
         ),
     };

@@ -1,6 +1,10 @@
 //! `apart check` and `apart fix`: every manifest goes through the policy module's `validate`
 //! exactly as policy-server would send it, then the set-level checks run over the whole set.
 //!
+//! What a part's check is, how findings are placed and what a run keeps are the library's
+//! ([`apart_policy::report`], shared with the JS build); this module is the CLI's pipeline
+//! around it, over files and module instances.
+//!
 //! The run is a pipeline, so that time grows with the input and memory does not:
 //! - a reader thread takes the inputs in order and reads each piece by piece (a file is never
 //!   held whole), cutting it into parts of whole documents of about [`PART_BYTES`]
@@ -18,390 +22,39 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use apart_policy::admission::FINDINGS_ANNOTATION;
-use apart_policy::source::edit;
-use apart_policy::source::manifest::{self, Contents, Unrendered};
-use apart_policy::source::path::JsonPath;
-use apart_policy::source::read::{self, Chunk, Position};
-use apart_policy::{Finding, ObjectRef, PatchOp, PolicySet, SetFacts, SetMember, Severity};
-use serde::Serialize;
+use apart_policy::report::{self as engine, Answer, FileRecord, Part, PartText};
+use apart_policy::source::read::{self, Chunk};
+use apart_policy::{Finding, SetFacts};
 use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
 use crate::host::evaluator::{Evaluator, Worker};
-use crate::manifests::{self, Input, Source, input_error};
+use crate::manifests::{self, Input, Source};
 
-/// Policies read from files, with where each came from.
-#[derive(Debug)]
-pub struct Policies {
-    /// The compiled set.
-    pub set: PolicySet,
-    /// The policy files.
-    pub sources: Vec<Source>,
-    /// For each policy: (source index, document index).
-    pub origins: Vec<(usize, usize)>,
-    /// For each policy: where the nodes that set findings name are (its peer groups), kept
-    /// from the reading so that reporting them does not read the policy files again.
-    set_spans: Vec<Vec<SetSpan>>,
-}
+pub use apart_policy::report::outcome::point_at;
+pub use apart_policy::report::{
+    Edit, ObjectRecord, Outcome, Policies, Reported, Retained, Tally, request_bytes,
+};
 
-/// A path a set finding may name (as findings write it) and where its node is.
-type SetSpan = (String, Option<(Position, Position)>);
-
-impl Policies {
-    /// Reads and checks policy files.
-    pub fn read(paths: &[PathBuf]) -> Result<Self, Diagnostic> {
-        if paths.is_empty() {
-            return Err(Diagnostic::Usage(
-                "no policy: pass -p POLICY.yaml".to_owned(),
-            ));
-        }
-        // `builtin:NAME` is a shipped rule file.
-        let sources = crate::commands::rules::policy_sources(paths)?;
-        let mut set = PolicySet::default();
-        let mut origins = Vec::new();
-        let mut set_spans = Vec::new();
-        for (i, src) in sources.iter().enumerate() {
-            let keep = |policy: &apart_policy::Policy, document: &read::Document| {
-                set_spans.push(set_finding_spans(policy, &document.positions));
-            };
-            for doc in set.parse_into_with(&src.text, &src.name, keep)? {
-                origins.push((i, doc));
-            }
-        }
-        Ok(Self {
-            set,
-            sources,
-            origins,
-            set_spans,
-        })
+/// Reads and checks policy files (`builtin:NAME` is a shipped rule file).
+pub fn read_policies(paths: &[PathBuf]) -> Result<Policies, Diagnostic> {
+    if paths.is_empty() {
+        return Err(Diagnostic::Usage(
+            "no policy: pass -p POLICY.yaml".to_owned(),
+        ));
     }
-
-    /// The Kubewarden settings carrying these policies.
-    pub fn settings(&self) -> Vec<u8> {
-        self.set.settings().to_string().into_bytes()
-    }
-
-    /// Set findings as the CLI reports them, each with its policy's file and the position of
-    /// its path in the policy's document: kept from the reading for the paths set findings
-    /// name (one finding per policy is common: `peers-not-found` in a set without the
-    /// peers); for any other path, each policy file is read again at most once, only as far
-    /// as its last document with such a finding.
-    fn locate(&self, findings: Vec<Finding>) -> Vec<Reported> {
-        let index: std::collections::HashMap<&str, usize> = self
-            .set
-            .policies()
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
-            .collect();
-        // The origin of each finding's policy, and the documents each source must be read for.
-        let origins: Vec<Option<(usize, usize)>> = findings
-            .iter()
-            .map(|f| {
-                index
-                    .get(f.policy.as_str())
-                    .and_then(|i| self.origins.get(*i))
-                    .copied()
-                    .filter(|(s, _)| *s < self.sources.len())
-            })
-            .collect();
-        let mut spans: Vec<Option<(Position, Position)>> = vec![None; findings.len()];
-        let mut wanted: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-        for (at, (f, origin)) in findings.iter().zip(&origins).enumerate() {
-            let kept = index
-                .get(f.policy.as_str())
-                .and_then(|i| self.set_spans.get(*i))
-                .and_then(|kept| kept.iter().find(|(path, _)| *path == f.path));
-            match (kept, origin) {
-                (Some((_, span)), _) => {
-                    if let Some(slot) = spans.get_mut(at) {
-                        *slot = *span;
-                    }
-                }
-                (None, Some(origin)) => wanted.entry(*origin).or_default().push(at),
-                (None, None) => {}
-            }
-        }
-        let paths: Vec<JsonPath> = findings
-            .iter()
-            .map(|f| JsonPath::parse(&f.path).unwrap_or_default())
-            .collect();
-        for (src_index, src) in self.sources.iter().enumerate() {
-            let mut docs: Vec<(usize, &Vec<usize>)> = wanted
-                .range((src_index, 0)..=(src_index, usize::MAX))
-                .map(|((_, doc), at)| (*doc, at))
-                .collect();
-            let Some(&(last, _)) = docs.last() else {
-                continue;
-            };
-            docs.reverse();
-            for document in read::documents(&src.text).map_while(Result::ok) {
-                while docs.last().is_some_and(|(doc, _)| *doc < document.index) {
-                    docs.pop();
-                }
-                if let Some((_, at)) = docs.last().filter(|(doc, _)| *doc == document.index) {
-                    for &i in *at {
-                        if let (Some(slot), Some(path)) = (spans.get_mut(i), paths.get(i)) {
-                            *slot = point_at(&document.positions, path);
-                        }
-                    }
-                }
-                if document.index >= last {
-                    break;
-                }
-            }
-        }
-        findings
-            .into_iter()
-            .zip(origins)
-            .zip(spans)
-            .map(|((f, origin), span)| {
-                let file = origin
-                    .and_then(|(s, _)| self.sources.get(s))
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default();
-                report(f, &file, span, None)
-            })
-            .collect()
-    }
-}
-
-/// Where the nodes a set finding about `policy` names are in its document: its peer groups
-/// (`peers-not-found` points at `$.spec.apartFrom[i]`), by the path as findings write it.
-fn set_finding_spans(policy: &apart_policy::Policy, positions: &read::Positions) -> Vec<SetSpan> {
-    (0..policy.peers.len())
-        .map(|g| {
-            let path = JsonPath::root().name("spec").name("apartFrom").index(g);
-            let span = point_at(positions, &path);
-            (path.to_string(), span)
-        })
-        .collect()
-}
-
-/// A finding as the CLI reports it: the engine's finding plus file and position.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Reported {
-    /// Stable code.
-    pub code: apart_policy::Code,
-    /// Severity.
-    pub severity: Severity,
-    /// Policy name.
-    pub policy: String,
-    /// The object.
-    pub object: ObjectRef,
-    /// The file.
-    pub file: String,
-    /// The line of the node the path names (its key), or of its nearest written parent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    /// The column of that node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<usize>,
-    /// JSONPath inside the object.
-    pub path: String,
-    /// What to do.
-    pub message: String,
-    /// The repair, for mutate rules.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<Vec<PatchOp>>,
-    /// Where the node's text ends (for reports that mark a region).
-    #[serde(skip)]
-    pub end: Option<Position>,
-    /// Index of the object it is about (none for set findings).
-    #[serde(skip)]
-    pub manifest: Option<usize>,
-}
-
-/// Where a finding about `path` points: the node's key when the node is written (the
-/// `labelSelector:` line, not its first child), else the body of its nearest written parent,
-/// where the missing field belongs.
-pub fn point_at(positions: &read::Positions, path: &JsonPath) -> Option<(Position, Position)> {
-    let (span, depth) = positions.nearest(path)?;
-    let start = if depth == path.segments().len() {
-        span.start()
-    } else {
-        span.value.start
-    };
-    Some((start, span.value.end))
-}
-
-fn report(
-    f: Finding,
-    file: &str,
-    at: Option<(Position, Position)>,
-    manifest: Option<usize>,
-) -> Reported {
-    let start = at.map(|(start, _)| start);
-    Reported {
-        code: f.code,
-        severity: f.severity,
-        policy: f.policy,
-        object: f.object,
-        file: file.to_owned(),
-        line: start.map(|p| p.line),
-        column: start.map(|p| p.column),
-        path: f.path,
-        message: f.message,
-        fix: f.fix,
-        end: at.map(|(_, end)| end),
-        manifest,
-    }
-}
-
-/// One object of a run: where it is, and what became of it.
-#[derive(Debug, Clone)]
-pub struct ObjectRecord {
-    /// Index of its input.
-    pub file: usize,
-    /// Which document of the input.
-    pub document: usize,
-    /// Where it is inside its document (`$`, or `$.items[i]` in a List).
-    pub base: JsonPath,
-    /// Its first line.
-    pub line: usize,
-    /// Admitted (after repairs)?
-    pub accepted: bool,
-    /// Did a mutate rule change it?
-    pub mutated: bool,
-    /// Its type and name, as written.
-    pub object: ObjectRef,
-    /// The policies (indices) whose subjects it holds.
-    pub subject_of: Vec<usize>,
-}
-
-/// An object and its repair, kept when [`Options::retain`] asks (tests, the differential).
-#[derive(Debug, Clone)]
-pub struct Retained {
-    /// The object as read.
-    pub value: Value,
-    /// The repaired object.
-    pub mutated: Option<Value>,
-}
-
-/// A rewrite of one document's lines, for `fix`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Edit {
-    /// The bytes of the input it replaces.
-    pub range: Range<usize>,
-    /// The new text.
-    pub text: String,
-    /// True when the document could not be edited in place and was written anew (its
-    /// comments are lost).
-    pub reformatted: bool,
-    /// The lines it replaces (1-based, inclusive), and the column just past the end of the
-    /// last one (for reports that describe the edit as a region).
-    pub lines: (usize, usize),
-    /// See `lines`.
-    pub end_column: usize,
-    /// The document of its input it rewrites.
-    pub document: usize,
-}
-
-/// One input of a run.
-#[derive(Debug, Clone)]
-pub struct FileRecord {
-    /// Its name.
-    pub name: String,
-    /// Its length, to notice a file that changed between `fix`'s reading and writing.
-    pub len: usize,
-    /// Objects read from it.
-    pub objects: usize,
-    /// The rewrites `fix` makes, in order.
-    pub edits: Vec<Edit>,
-}
-
-/// How many of what a run saw (kept whether or not the findings and objects are).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    /// Objects checked.
-    pub objects: usize,
-    /// Error findings.
-    pub errors: usize,
-    /// Warning findings.
-    pub warnings: usize,
-    /// Objects a mutate rule changed.
-    pub mutated: usize,
+    let sources = crate::commands::rules::policy_sources(paths)?;
+    Ok(Policies::from_sources(sources)?)
 }
 
 /// Where findings go as each part of an input is answered, instead of into
 /// [`Outcome::findings`].
 pub type Sink<'a> = &'a mut dyn FnMut(&[Reported]) -> Result<(), Diagnostic>;
-
-/// The result of running the policies over a manifest set.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// The counts.
-    pub tally: Tally,
-    /// Every finding, unless a sink took them: object findings in input order (objects in
-    /// the order of their lines, each one's findings by line); then set findings.
-    pub findings: Vec<Reported>,
-    /// Every object, in input order, for `fix` and when retained (a plain check only counts
-    /// them).
-    pub objects: Vec<ObjectRecord>,
-    /// Every input, in order.
-    pub files: Vec<FileRecord>,
-    /// The objects themselves, when retained, parallel to `objects`.
-    pub retained: Vec<Retained>,
-    /// Warnings for the user: skipped folders and documents, an input with no object.
-    pub notes: Vec<String>,
-}
-
-impl Outcome {
-    /// Number of findings of a severity.
-    pub fn count(&self, severity: Severity) -> usize {
-        match severity {
-            Severity::Error => self.tally.errors,
-            Severity::Warning => self.tally.warnings,
-        }
-    }
-
-    /// Number of objects a mutate rule changed.
-    pub fn mutated(&self) -> usize {
-        self.tally.mutated
-    }
-
-    /// Counts findings and hands them on: to the sink, or into the outcome.
-    fn take(
-        &mut self,
-        findings: &mut Vec<Reported>,
-        sink: &mut Option<Sink<'_>>,
-    ) -> Result<(), Diagnostic> {
-        for f in findings.iter() {
-            match f.severity {
-                Severity::Error => self.tally.errors += 1,
-                Severity::Warning => self.tally.warnings += 1,
-            }
-        }
-        match sink {
-            Some(sink) => {
-                sink(findings)?;
-                findings.clear();
-            }
-            None => self.findings.append(findings),
-        }
-        Ok(())
-    }
-
-    /// Error findings a repair does not remove: on objects still refused after their repairs
-    /// (validate-only rules, repairs apart cannot make), and set findings of error severity.
-    pub fn unrepaired(&self) -> Vec<&Reported> {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .filter(|f| {
-                f.manifest
-                    .and_then(|m| self.objects.get(m))
-                    .is_none_or(|o| !o.accepted)
-            })
-            .collect()
-    }
-}
 
 /// How to run.
 #[derive(Debug, Clone, Copy)]
@@ -421,58 +74,39 @@ impl Options<'_> {
     pub fn default_jobs() -> usize {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     }
+
+    fn engine(&self) -> engine::Options<'_> {
+        engine::Options {
+            default_namespace: self.default_namespace,
+            fix: self.fix,
+            retain: self.retain,
+        }
+    }
 }
 
-/// Writes the `ValidationRequest` policy-server sends for creating an object, around the
-/// object's JSON text (written once, and reused for the set-level checks).
-pub fn request_bytes(
-    uid: usize,
-    object: &Value,
-    object_json: &[u8],
-    default_namespace: &str,
-    settings: &[u8],
-) -> Vec<u8> {
-    fn text<'v>(v: &'v Value, key: &str) -> &'v str {
-        v.get(key).and_then(Value::as_str).unwrap_or_default()
+/// A module instance as the check's [`engine::Validator`]: the SDK's response read back
+/// into the engine's findings (they travel in the audit annotation).
+struct ModuleValidator<'w>(&'w mut dyn Worker);
+
+impl engine::Validator for ModuleValidator<'_> {
+    fn validate(&mut self, request: &[u8]) -> Result<Answer, String> {
+        let response = self.0.validate(request).map_err(|e| e.to_string())?;
+        let findings: Vec<Finding> = match response
+            .audit_annotations
+            .as_ref()
+            .and_then(|a| a.get(FINDINGS_ANNOTATION))
+        {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| format!("the module's findings annotation is not valid: {e}"))?,
+            None => Vec::new(),
+        };
+        Ok(Answer {
+            accepted: response.accepted,
+            message: response.message,
+            findings,
+            mutated: response.mutated_object,
+        })
     }
-    let api_version = text(object, "apiVersion");
-    let kind = text(object, "kind");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let metadata = object.get("metadata").unwrap_or(&Value::Null);
-    let namespace = metadata
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or(default_namespace);
-    let name = text(metadata, "name");
-    let quote = |s: &str| Value::String(s.to_owned()).to_string();
-    let gvk = format!(
-        r#"{{"group":{},"version":{},"kind":{}}}"#,
-        quote(group),
-        quote(version),
-        quote(kind)
-    );
-    let gvr = format!(
-        r#"{{"group":{},"version":{},"resource":{}}}"#,
-        quote(group),
-        quote(version),
-        quote(&format!("{}s", kind.to_lowercase()))
-    );
-    let mut out = Vec::with_capacity(object_json.len() + settings.len() + 512);
-    out.extend_from_slice(
-        format!(
-            r#"{{"request":{{"uid":"apart-{uid}","kind":{gvk},"resource":{gvr},"requestKind":{gvk},"requestResource":{gvr},"name":{},"namespace":{},"operation":"CREATE","userInfo":{{"username":"apart","groups":["system:authenticated"]}},"object":"#,
-            quote(name),
-            quote(namespace)
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(object_json);
-    out.extend_from_slice(
-        br#","oldObject":null,"dryRun":false,"options":{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions"}},"settings":"#,
-    );
-    out.extend_from_slice(settings);
-    out.push(b'}');
-    out
 }
 
 /// [`request_bytes`] as a value (for tests that send the request themselves).
@@ -552,28 +186,6 @@ struct Job {
     explicit: bool,
 }
 
-/// What a worker found in one part.
-#[derive(Default)]
-struct Part {
-    objects: Vec<Answered>,
-    notes: Vec<String>,
-    edits: Vec<Edit>,
-}
-
-/// One object, answered.
-struct Answered {
-    document: usize,
-    base: JsonPath,
-    line: usize,
-    findings: Vec<Reported>,
-    accepted: bool,
-    changed: bool,
-    mutated: Option<Value>,
-    value: Option<Value>,
-    object: ObjectRef,
-    member: SetMember,
-}
-
 /// What the workers share.
 struct Shared<'a> {
     policies: &'a Policies,
@@ -632,7 +244,7 @@ pub fn run_inputs(
                     if shared_ref.abort.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let answer = answer_part(&job, worker.as_mut(), shared_ref);
+                    let answer = answer_job(&job, worker.as_mut(), shared_ref);
                     let message = Message::Part {
                         file: job.file,
                         chunk: job.chunk_index,
@@ -798,252 +410,6 @@ fn send_parts(
     Ok(Some((parts, offset)))
 }
 
-/// A worker's answer for one part: its objects through `validate`, findings with positions,
-/// and (for `fix`) the document's rewrite.
-fn answer_part(
-    job: &Job,
-    worker: &mut dyn Worker,
-    shared: &Shared<'_>,
-) -> Result<Part, Diagnostic> {
-    let mut part = Part::default();
-    let name = &*job.name;
-    for document in read::chunk_documents(&job.text, &job.chunk) {
-        let document = document.map_err(|e| {
-            let e = manifest::syntax_error(&job.text, job.chunk.line, e);
-            input_error(name, e.position, e.message)
-        })?;
-        let positions = document.positions.clone();
-        let lines = document.lines(&job.text);
-        let document_index = document.index;
-        let whole = shared.options.fix.then(|| document.value.clone());
-        let objects = match manifest::contents(document, name)
-            .map_err(|e| input_error(name, e.position, e.message))?
-        {
-            Contents::Objects(objects) => objects,
-            // Named by the user: an error. Met in a folder: another tool's file, or one to
-            // render first; skipped with a warning.
-            Contents::Unrendered(Unrendered { position, message })
-            | Contents::Foreign(Unrendered { position, message }) => {
-                if job.explicit {
-                    return Err(input_error(name, position, message));
-                }
-                part.notes
-                    .push(format!("{name}:{}: skipped: {message}", position.line));
-                continue;
-            }
-        };
-        let mut repairs: Vec<(JsonPath, Vec<PatchOp>, Value)> = Vec::new();
-        for object in objects {
-            let object_json = serde_json::to_vec(&object.value).unwrap_or_default();
-            let request = request_bytes(
-                0,
-                &object.value,
-                &object_json,
-                shared.options.default_namespace,
-                &shared.settings,
-            );
-            let response = worker.validate(&request).map_err(|e| {
-                // A deadline or memory limit hit names the object, so that the user knows
-                // which one to split or raise the limit for.
-                let kind = object.value.get("kind").and_then(Value::as_str);
-                let id = object
-                    .value
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str);
-                Diagnostic::Module(format!(
-                    "{name}:{}: {} {}: {e}",
-                    object.start.line,
-                    kind.unwrap_or("object"),
-                    id.unwrap_or("(unnamed)"),
-                ))
-            })?;
-            let findings: Vec<Finding> = match response
-                .audit_annotations
-                .as_ref()
-                .and_then(|a| a.get(FINDINGS_ANNOTATION))
-            {
-                Some(json) => serde_json::from_str(json).map_err(|e| {
-                    Diagnostic::Module(format!(
-                        "the module's findings annotation is not valid: {e}"
-                    ))
-                })?,
-                None => Vec::new(),
-            };
-            if !response.accepted && findings.is_empty() {
-                // Not about the rules: the module could not read the object.
-                return Err(input_error(
-                    name,
-                    object.start,
-                    response
-                        .message
-                        .unwrap_or_else(|| "rejected without a message".to_owned()),
-                ));
-            }
-            let mut reported: Vec<Reported> = findings
-                .into_iter()
-                .map(|f| {
-                    let at = JsonPath::parse(&f.path)
-                        .ok()
-                        .and_then(|p| point_at(&positions, &object.base.join(&p)));
-                    report(f, name, at, None)
-                })
-                .collect();
-            reported.sort_by_key(|f| (f.line, f.column));
-            if let Some(mutated) = &response.mutated_object {
-                let ops = ops_of(&reported);
-                repairs.push((object.base.clone(), ops, mutated.clone()));
-            }
-            let member = shared
-                .policies
-                .set
-                .set_member(&object_json, shared.options.default_namespace);
-            part.objects.push(Answered {
-                object: object_ref(&object.value),
-                document: object.document,
-                base: object.base,
-                line: object.start.line,
-                findings: reported,
-                accepted: response.accepted,
-                changed: response.mutated_object.is_some(),
-                mutated: response.mutated_object.filter(|_| shared.options.retain),
-                value: shared.options.retain.then_some(object.value),
-                member,
-            });
-        }
-        if let Some(mut whole) = whole
-            && !repairs.is_empty()
-        {
-            let mut edit = narrow(&job.text, rewrite(&job.text, lines, &mut whole, repairs));
-            (edit.lines, edit.end_column) = line_span(&job.text, job.chunk.line, &edit.range);
-            edit.document = document_index;
-            edit.range = edit.range.start + job.offset..edit.range.end + job.offset;
-            part.edits.push(edit);
-        }
-    }
-    Ok(part)
-}
-
-/// An object's type and name as written (`generateName` when it has no name).
-fn object_ref(value: &Value) -> ObjectRef {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let metadata = value.get("metadata");
-    ObjectRef {
-        api_version: text(value.get("apiVersion")).unwrap_or_default(),
-        kind: text(value.get("kind")).unwrap_or_default(),
-        namespace: text(metadata.and_then(|m| m.get("namespace"))),
-        name: text(metadata.and_then(|m| m.get("name")))
-            .or_else(|| text(metadata.and_then(|m| m.get("generateName")))),
-    }
-}
-
-/// The edit reduced to the lines it changes: the lines it leaves as they were, at its start
-/// and at its end, are not part of it (one line is kept on each side, so the edit is never
-/// empty of lines to replace).
-fn narrow(text: &str, edit: Edit) -> Edit {
-    let original = text.get(edit.range.clone()).unwrap_or_default();
-    let old: Vec<&str> = original.split('\n').collect();
-    let new: Vec<&str> = edit.text.split('\n').collect();
-    let keep = old.len().min(new.len()).saturating_sub(1);
-    let prefix = old
-        .iter()
-        .zip(&new)
-        .take(keep)
-        .take_while(|(a, b)| a == b)
-        .count();
-    let suffix = old
-        .iter()
-        .rev()
-        .zip(new.iter().rev())
-        .take(keep - prefix)
-        .take_while(|(a, b)| a == b)
-        .count();
-    let cut = |lines: &[&str]| lines.iter().map(|l| l.len() + 1).sum::<usize>();
-    let start = edit.range.start + cut(old.get(..prefix).unwrap_or_default());
-    let end = edit.range.end - cut(old.get(old.len() - suffix..).unwrap_or_default());
-    Edit {
-        range: start..end,
-        text: new
-            .get(prefix..new.len() - suffix)
-            .unwrap_or_default()
-            .join("\n"),
-        ..edit
-    }
-}
-
-/// The lines (first and last, 1-based) that `range` of `text` covers, `text` starting on
-/// line `first`, and the column just past the range's end on its last line.
-fn line_span(text: &str, first: usize, range: &Range<usize>) -> ((usize, usize), usize) {
-    let before = text.get(..range.start).unwrap_or_default();
-    let inside = text.get(range.clone()).unwrap_or_default();
-    let start = first + before.matches('\n').count();
-    let end = start + inside.matches('\n').count();
-    let last_line = inside.rsplit('\n').next().unwrap_or_default();
-    ((start, end), last_line.chars().count() + 1)
-}
-
-/// The fix operations of one object's findings, each plan's once (the findings of one plan
-/// share its operations).
-fn ops_of(findings: &[Reported]) -> Vec<PatchOp> {
-    let mut ops: Vec<PatchOp> = Vec::new();
-    let mut seen: Vec<&Vec<PatchOp>> = Vec::new();
-    for fix in findings.iter().filter_map(|f| f.fix.as_ref()) {
-        if !seen.contains(&fix) {
-            ops.extend(fix.iter().cloned());
-            seen.push(fix);
-        }
-    }
-    ops
-}
-
-/// A document's rewrite: in place when the editor can make it (and it reads back as the
-/// repaired document), else the repaired document written anew. JSON is written anew.
-fn rewrite(
-    text: &str,
-    lines: Range<usize>,
-    whole: &mut Value,
-    repairs: Vec<(JsonPath, Vec<PatchOp>, Value)>,
-) -> Edit {
-    let mut all = Vec::new();
-    for (base, ops, mutated) in repairs {
-        if let Some(slot) = base.get_mut(whole) {
-            *slot = mutated;
-        }
-        all.push((base, ops));
-    }
-    let original = text.get(lines.clone()).unwrap_or_default();
-    let json = read::looks_like_json(original);
-    let in_place = if json {
-        None
-    } else {
-        edit::edit_document(original, &all, whole)
-    };
-    match in_place {
-        Some(text) => Edit {
-            range: lines,
-            text,
-            reformatted: false,
-            ..Edit::default()
-        },
-        None => {
-            let mut text = if json {
-                serde_json::to_string_pretty(whole).unwrap_or_default()
-            } else {
-                edit::to_yaml(whole)
-            };
-            // The document's lines end before their line break.
-            if text.ends_with('\n') {
-                text.pop();
-            }
-            Edit {
-                range: lines,
-                text,
-                reformatted: !json,
-                ..Edit::default()
-            }
-        }
-    }
-}
-
 /// Puts the answers back in input order.
 fn collect(
     rx: mpsc::Receiver<Message>,
@@ -1051,7 +417,6 @@ fn collect(
     shared: &Shared<'_>,
     mut sink: Option<Sink<'_>>,
 ) -> Result<Outcome, Diagnostic> {
-    let records = shared.options.fix || shared.options.retain;
     let mut outcome = Outcome::default();
     let mut set = SetFacts::default();
     // Per input: its part count and length once read to its end; the parts answered so far
@@ -1060,7 +425,6 @@ fn collect(
     let mut parts: BTreeMap<(usize, usize), Result<Part, Diagnostic>> = BTreeMap::new();
     let mut next_file = 0;
     let mut next_chunk = 0;
-    let mut findings: Vec<Reported> = Vec::new();
     let mut file_record: Option<FileRecord> = None;
     while next_file < inputs.len() {
         let Ok(message) = rx.recv() else { break };
@@ -1078,47 +442,19 @@ fn collect(
         }
         // Move on as far as the order allows.
         while next_file < inputs.len() {
-            let record = file_record.get_or_insert_with(|| FileRecord {
-                name: inputs.get(next_file).map(Input::name).unwrap_or_default(),
-                len: 0,
-                objects: 0,
-                edits: Vec::new(),
+            let record = file_record.get_or_insert_with(|| {
+                FileRecord::new(inputs.get(next_file).map(Input::name).unwrap_or_default())
             });
             if let Some(answer) = parts.remove(&(next_file, next_chunk)) {
-                let part = answer?;
-                outcome.notes.extend(part.notes);
-                for object in part.objects {
-                    let index = outcome.tally.objects;
-                    outcome.tally.objects += 1;
-                    outcome.tally.mutated += usize::from(object.changed);
-                    record.objects += 1;
-                    if records {
-                        outcome.objects.push(ObjectRecord {
-                            file: next_file,
-                            document: object.document,
-                            base: object.base,
-                            line: object.line,
-                            accepted: object.accepted,
-                            mutated: object.changed,
-                            subject_of: object.member.subjects().to_vec(),
-                            object: object.object,
-                        });
-                    }
-                    findings.extend(object.findings.into_iter().map(|mut f| {
-                        f.manifest = Some(index);
-                        f
-                    }));
-                    if let Some(value) = object.value {
-                        outcome.retained.push(Retained {
-                            value,
-                            mutated: object.mutated,
-                        });
-                    }
-                    set.add(object.member);
-                }
-                record.edits.extend(part.edits);
+                let findings = outcome.absorb(
+                    next_file,
+                    record,
+                    answer?,
+                    &mut set,
+                    shared.options.engine(),
+                );
                 // Objects come in the order of their lines, each one's findings by line.
-                outcome.take(&mut findings, &mut sink)?;
+                hand_on(&mut outcome, findings, &mut sink)?;
                 next_chunk += 1;
                 continue;
             }
@@ -1141,48 +477,45 @@ fn collect(
             "internal: the check pipeline stopped before its end".to_owned(),
         ));
     }
-    let mut set_findings = shared
-        .policies
-        .locate(shared.policies.set.check_facts(&set));
-    outcome.take(&mut set_findings, &mut sink)?;
-    if outcome.tally.objects == 0 {
-        outcome
-            .notes
-            .push("no Kubernetes objects in the input: nothing was checked".to_owned());
-    }
+    let set_findings = outcome.finish(shared.policies, &set);
+    hand_on(&mut outcome, set_findings, &mut sink)?;
     Ok(outcome)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn edit(range: Range<usize>, text: &str) -> Edit {
-        Edit {
-            range,
-            text: text.to_owned(),
-            ..Edit::default()
+/// Counts findings and hands them on: to the sink, or into the outcome.
+fn hand_on(
+    outcome: &mut Outcome,
+    findings: Vec<Reported>,
+    sink: &mut Option<Sink<'_>>,
+) -> Result<(), Diagnostic> {
+    match sink {
+        Some(sink) => {
+            outcome.tally_findings(&findings);
+            sink(&findings)
+        }
+        None => {
+            outcome.take(findings);
+            Ok(())
         }
     }
+}
 
-    #[test]
-    fn an_edit_keeps_only_the_lines_it_changes() {
-        let text = "a: 1\nb:\n  c: 2\nd: 3";
-        let whole = edit(0..text.len(), "a: 1\nb:\n  c: 2\n  e: 4\nd: 3");
-        let narrowed = narrow(text, whole.clone());
-        // The inserted line goes before the last one, which is kept as the line replaced.
-        assert_eq!(narrowed.range, 15..19);
-        assert_eq!(narrowed.text, "  e: 4\nd: 3");
-        assert_eq!(line_span(text, 1, &narrowed.range), ((4, 4), 5));
-        // Applying either gives the same text.
-        let apply = |e: &Edit| {
-            let mut out = text.to_owned();
-            out.replace_range(e.range.clone(), &e.text);
-            out
-        };
-        assert_eq!(apply(&narrowed), apply(&whole));
-        // A one-line document keeps its line.
-        let one = narrow("a: 1", edit(0..4, "a: 2"));
-        assert_eq!((one.range, one.text.as_str()), (0..4, "a: 2"));
-    }
+/// A worker's answer for one part: the library's check of the part's text, each object
+/// through this worker's module instance.
+fn answer_job(job: &Job, worker: &mut dyn Worker, shared: &Shared<'_>) -> Result<Part, Diagnostic> {
+    let text = PartText {
+        name: &job.name,
+        text: &job.text,
+        chunk: job.chunk.clone(),
+        offset: job.offset,
+        explicit: job.explicit,
+    };
+    let mut validator = ModuleValidator(worker);
+    Ok(engine::answer_part(
+        &text,
+        &mut validator,
+        shared.policies,
+        &shared.settings,
+        shared.options.engine(),
+    )?)
 }

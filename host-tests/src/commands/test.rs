@@ -694,7 +694,7 @@ fn cases(
         .iter()
         .map(|p| suite.resolve_policy(p))
         .collect();
-    let policies = Policies::read(&policy_paths).map_err(|e| {
+    let policies = check::read_policies(&policy_paths).map_err(|e| {
         // Point at the entry whose file failed, and show the engine's error as it is.
         let origin = match &e {
             Diagnostic::Policy(

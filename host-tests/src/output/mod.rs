@@ -8,10 +8,11 @@ pub mod sarif;
 
 use std::io::Write;
 
-use apart_policy::Severity;
-use serde_json::json;
+use apart_policy::report::render::{self, Style};
 
 use crate::commands::check::{Outcome, Reported};
+
+pub(crate) use apart_policy::report::render::plural;
 
 /// `--output` formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,133 +36,36 @@ impl Format {
     }
 }
 
-/// `1 error`, `2 errors`; `policy` becomes `policies`.
-pub(crate) fn plural(n: usize, word: &str) -> String {
-    if word == "policy" {
-        return format!("{n} {}", if n == 1 { "policy" } else { "policies" });
+impl From<Format> for Style {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Json => Style::Json,
+            _ => Style::Text,
+        }
     }
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
-/// The summary object.
-pub fn summary(outcome: &Outcome, policies: usize) -> serde_json::Value {
-    json!({
-        "objects": outcome.tally.objects,
-        "policies": policies,
-        "errors": outcome.count(Severity::Error),
-        "warnings": outcome.count(Severity::Warning),
-        "mutated": outcome.mutated(),
-    })
 }
 
 /// Renders a whole outcome at once in a streaming format (text, JSON).
 pub fn render(outcome: &Outcome, policies: usize, format: Format) -> String {
-    let mut printer = Printer::new(Vec::new(), format);
-    // Writing to memory does not fail.
-    match printer
-        .findings(&outcome.findings)
-        .and_then(|()| printer.finish(outcome, policies))
-    {
-        Ok(bytes) => String::from_utf8(bytes).unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    apart_policy::report::render::render(outcome, policies, format.into())
 }
 
-/// Writes findings as they come, then the summary: the same bytes as rendering the outcome
-/// whole (JSON is written as `serde_json`'s pretty printer writes the whole document).
-pub struct Printer<W: Write> {
-    out: W,
-    format: Format,
-    written: usize,
-}
+/// Writes findings as they come, then the summary.
+pub struct Printer<W: Write>(render::Printer<W>);
 
 impl<W: Write> Printer<W> {
     /// A printer writing to `out`.
     pub fn new(out: W, format: Format) -> Self {
-        Self {
-            out,
-            format,
-            written: 0,
-        }
+        Self(render::Printer::new(out, format.into()))
     }
 
     /// Writes some findings.
     pub fn findings(&mut self, findings: &[Reported]) -> std::io::Result<()> {
-        for f in findings {
-            match self.format {
-                Format::Json => {
-                    let opening = if self.written == 0 {
-                        "{\n  \"findings\": [\n"
-                    } else {
-                        ",\n"
-                    };
-                    self.out.write_all(opening.as_bytes())?;
-                    let text = serde_json::to_string_pretty(f).map_err(std::io::Error::other)?;
-                    let mut lines = String::with_capacity(text.len() + 64);
-                    for (i, line) in text.lines().enumerate() {
-                        if i > 0 {
-                            lines.push('\n');
-                        }
-                        lines.push_str("    ");
-                        lines.push_str(line);
-                    }
-                    self.out.write_all(lines.as_bytes())?;
-                }
-                _ => self.out.write_all(text_block(f).as_bytes())?,
-            }
-            self.written += 1;
-        }
-        Ok(())
+        self.0.findings(findings)
     }
 
     /// Writes the summary and returns the writer.
-    pub fn finish(mut self, outcome: &Outcome, policies: usize) -> std::io::Result<W> {
-        match self.format {
-            Format::Json => {
-                let opening = if self.written == 0 {
-                    "{\n  \"findings\": [],\n"
-                } else {
-                    "\n  ],\n"
-                };
-                let summary = serde_json::to_string_pretty(&summary(outcome, policies))
-                    .map_err(std::io::Error::other)?;
-                let summary = summary.replace('\n', "\n  ");
-                write!(self.out, "{opening}  \"summary\": {summary}\n}}\n")?;
-            }
-            _ => writeln!(
-                self.out,
-                "{}, {} in {} ({})",
-                plural(outcome.count(Severity::Error), "error"),
-                plural(outcome.count(Severity::Warning), "warning"),
-                plural(outcome.tally.objects, "object"),
-                plural(policies, "policy"),
-            )?,
-        }
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self, outcome: &Outcome, policies: usize) -> std::io::Result<W> {
+        self.0.finish(outcome, policies)
     }
-}
-
-/// One finding as text: where, what, and the repair.
-fn text_block(f: &Reported) -> String {
-    let location = match (f.line, f.column) {
-        (Some(line), Some(column)) => format!("{}:{line}:{column}", f.file),
-        (Some(line), None) => format!("{}:{line}", f.file),
-        _ => f.file.clone(),
-    };
-    let severity = match f.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    };
-    let mut out = format!(
-        "{location}: {severity}[{}] {} (policy {})\n  at {}\n  {}\n",
-        f.code, f.object, f.policy, f.path, f.message
-    );
-    if let Some(fix) = &f.fix {
-        for op in fix {
-            out.push_str(&format!("  fix: {} {} {}\n", op.op, op.path, op.value));
-        }
-    }
-    out.push('\n');
-    out
 }
