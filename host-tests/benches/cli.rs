@@ -181,7 +181,9 @@ fn run(args: &[&str]) -> Run {
     let started = Instant::now();
     let shell = Command::new("/bin/sh")
         .arg("-c")
-        .arg(r#""$@" & echo $! > "$APART_BENCH_PID""#)
+        // The CLI starts only once the shell is gone, so the shell cannot reap it first (as
+        // in `tests/hostile.rs`).
+        .arg(r#"(while kill -0 $$ 2>/dev/null; do :; done; exec "$@") & echo $! > "$APART_BENCH_PID""#)
         .arg("sh")
         .arg(&apart)
         .args(args)

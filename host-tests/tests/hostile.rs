@@ -71,7 +71,8 @@ struct Ran {
 /// then reaps it with `wait4` for its peak memory; a run past `limit` is killed and fails.
 ///
 /// The CLI is started by a shell that leaves it running in the background and exits, so that
-/// it is reparented to this process (a child subreaper) and reaped here. Started straight
+/// it is reparented to this process (a child subreaper) and reaped here; it starts only
+/// after the shell has exited. Started straight
 /// from this process it would not report its own peak: Linux carries the peak of the
 /// address space a process is executed from into its `ru_maxrss`, and this process's peak
 /// (the inputs it generated, the in-process cases that ran before) is far above most cases'
@@ -86,7 +87,10 @@ fn measured(case: &str, args: &[&str], limit: Duration) -> Ran {
     let started = Instant::now();
     let status = Command::new("/bin/sh")
         .arg("-c")
-        .arg(r#""$@" & echo $! > "$APART_HOSTILE_PID""#)
+        // The CLI starts only once this shell is gone (`kill -0 $$` fails once this process
+        // has reaped it): a CLI that ended first would be the shell's child still, and the
+        // shell may reap it itself, leaving nothing for `wait4` here.
+        .arg(r#"(while kill -0 $$ 2>/dev/null; do :; done; exec "$@") & echo $! > "$APART_HOSTILE_PID""#)
         .arg("sh")
         .arg(apart())
         .args(args)
