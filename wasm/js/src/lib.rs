@@ -4,7 +4,8 @@
 //!
 //! Every function takes text (YAML or JSON, several documents) and returns what the CLI
 //! prints as JSON, parsed into a plain object. Bad input throws an `Error` whose message is
-//! the CLI's (`manifests.yaml:12:5: ...`). Nothing panics into JS: the engine has no
+//! the CLI's (`manifests.yaml:12:5: ...`), with `file`, `line` and `column` properties when
+//! the error is at a place. Nothing panics into JS: the engine has no
 //! panicking paths and every result here is a `Result`.
 //!
 //! Objects are judged by the engine's own admission review ([`report::Engine`]), the
@@ -12,7 +13,9 @@
 
 use apart_policy::PolicyError;
 use apart_policy::placement::simulate::{DEFAULT_HARD_POD_AFFINITY_WEIGHT, Options as Plugin};
-use apart_policy::report::{self, Engine, Options, Policies, Source, audit, render, simulate};
+use apart_policy::report::{
+    self, Engine, Options, Policies, ReportError, Source, audit, render, simulate,
+};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
@@ -136,6 +139,8 @@ export interface AuditOptions { clusterFile?: string; policyFile?: string }
 /** `report` is `apart audit --output json`; `svg` the picture of the failure domains. */
 export interface AuditResult { report: Record<string, unknown>; svg: string }
 export interface PolicyError { message: string; line: number | null; column: number | null; field: string | null }
+/** What the functions throw for bad texts: the CLI's message, and where when it is at a place. */
+export interface ApartError extends Error { file?: string; line?: number; column?: number }
 export interface PolicyValidation { valid: boolean; policies: string[]; errors: PolicyError[] }
 "#;
 
@@ -184,36 +189,75 @@ fn option_texts<'de, D: serde::Deserializer<'de>>(
 
 /// Texts as JS passes them: one string (named `default_name`), or an array of `{name,
 /// text}` (several files, each named in findings and errors).
-fn texts(value: &JsValue, default_name: &str, what: &str) -> Result<Vec<Source>, JsError> {
+fn texts(value: &JsValue, default_name: &str, what: &str) -> Result<Vec<Source>, JsValue> {
     if let Some(text) = value.as_string() {
         return Ok(vec![Source::new(default_name, text)]);
     }
     if !js_sys::Array::is_array(value) {
-        return Err(JsError::new(&format!(
+        return Err(fail(&format!(
             "{what}: expected a string or an array of {{name, text}}"
         )));
     }
     let json: String = js_sys::JSON::stringify(value)
-        .map_err(|_| JsError::new(&format!("{what}: expected an array of {{name, text}}")))?
+        .map_err(|_| fail(&format!("{what}: expected an array of {{name, text}}")))?
         .into();
     let named: Vec<NamedText> =
-        serde_json::from_str(&json).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
+        serde_json::from_str(&json).map_err(|e| fail(&format!("{what}: {e}")))?;
     Ok(named
         .into_iter()
         .map(|n| Source::new(n.name, n.text))
         .collect())
 }
 
-/// An error as JS receives it: an `Error` with the CLI's message.
-fn error(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+/// An error about the call itself (its options, its argument types): an `Error`.
+fn fail(message: &str) -> JsValue {
+    js_sys::Error::new(message).into()
+}
+
+/// An error about the texts as JS receives it: an `Error` with the CLI's message and, when
+/// it is at a place, `file`, `line` and `column` properties (1-based), so an editor can mark
+/// the place without reading the message.
+fn error(e: impl Into<ReportError>) -> JsValue {
+    let e = e.into();
+    let thrown = js_sys::Error::new(&e.to_string());
+    let (file, line, column) = match &e {
+        ReportError::Input {
+            file, line, column, ..
+        } => (Some(file.as_str()), Some(line), Some(column)),
+        ReportError::Policy(PolicyError::Syntax {
+            origin,
+            line,
+            column,
+            ..
+        }) => (Some(origin.as_str()), Some(line), Some(column)),
+        ReportError::Policy(PolicyError::Invalid { origin, line, .. }) => {
+            (Some(origin.as_str()), Some(line), None)
+        }
+        ReportError::Policy(PolicyError::Empty { origin }) => (Some(origin.as_str()), None, None),
+        _ => (None, None, None),
+    };
+    let set = |key: &str, value: JsValue| {
+        // Setting a property on a fresh `Error` cannot fail.
+        let _ = js_sys::Reflect::set(&thrown, &JsValue::from_str(key), &value);
+    };
+    if let Some(file) = file {
+        set("file", JsValue::from_str(file));
+    }
+    // Lines and columns are far below 2^53: exact as JS numbers.
+    if let Some(line) = line {
+        set("line", JsValue::from_f64(*line as f64));
+    }
+    if let Some(column) = column {
+        set("column", JsValue::from_f64(*column as f64));
+    }
+    thrown.into()
 }
 
 /// The options object (absent, `undefined` or `null`: the defaults); a field it does not
 /// know is an error naming it, so a misspelt option is not silently ignored.
 fn options<T: for<'de> Deserialize<'de> + Default>(
     value: Option<impl AsRef<JsValue>>,
-) -> Result<T, JsError> {
+) -> Result<T, JsValue> {
     let Some(value) = value
         .as_ref()
         .map(AsRef::as_ref)
@@ -222,14 +266,14 @@ fn options<T: for<'de> Deserialize<'de> + Default>(
         return Ok(T::default());
     };
     let text: String = js_sys::JSON::stringify(value)
-        .map_err(|_| JsError::new("options: expected a plain object"))?
+        .map_err(|_| fail("options: expected a plain object"))?
         .into();
-    serde_json::from_str(&text).map_err(|e| JsError::new(&format!("options: {e}")))
+    serde_json::from_str(&text).map_err(|e| fail(&format!("options: {e}")))
 }
 
 /// A JSON text as a JS value.
-fn parsed(json: &str) -> Result<JsValue, JsError> {
-    js_sys::JSON::parse(json).map_err(|_| JsError::new("internal: a report is not JSON"))
+fn parsed(json: &str) -> Result<JsValue, JsValue> {
+    js_sys::JSON::parse(json).map_err(|_| fail("internal: a report is not JSON"))
 }
 
 /// A check of manifests texts: the policies, the texts and the outcome.
@@ -238,7 +282,7 @@ fn run(
     manifests: &JsValue,
     options: Option<JsCheckOptions>,
     fix: bool,
-) -> Result<(Policies, Vec<Source>, report::Outcome), JsError> {
+) -> Result<(Policies, Vec<Source>, report::Outcome), JsValue> {
     let options: CheckOptions = self::options(options)?;
     let policies = Policies::from_sources(texts(policies, &options.policy_file, "policies")?)
         .map_err(error)?;
@@ -271,7 +315,7 @@ pub fn check(
     #[wasm_bindgen(unchecked_param_type = "Texts")] policies: JsValue,
     #[wasm_bindgen(unchecked_param_type = "Texts")] manifests: JsValue,
     options: Option<JsCheckOptions>,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let (policies, _, outcome) = run(&policies, &manifests, options, false)?;
     parsed(&render::render(
         &outcome,
@@ -289,7 +333,7 @@ pub fn fix(
     #[wasm_bindgen(unchecked_param_type = "Texts")] policies: JsValue,
     #[wasm_bindgen(unchecked_param_type = "Texts")] manifests: JsValue,
     options: Option<JsCheckOptions>,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let (policies, sources, outcome) = run(&policies, &manifests, options, true)?;
     let fixed = report::fix::fix_sources(&sources, &outcome);
     let several = fixed.len() > 1;
@@ -318,7 +362,7 @@ pub fn fix(
         policies.set.policies().len(),
         render::Style::Json,
     ))
-    .map_err(error)?;
+    .map_err(|_| fail("internal: a report is not JSON"))?;
     let result = serde_json::json!({
         "output": output,
         "diff": diff,
@@ -336,12 +380,10 @@ pub fn simulate(
     cluster: &str,
     pod: &str,
     options: Option<JsSimulateOptions>,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let options: SimulateOptions = self::options(options)?;
     if !(0..=100).contains(&options.hard_pod_affinity_weight) {
-        return Err(JsError::new(
-            "options.hardPodAffinityWeight: expected 0 to 100",
-        ));
+        return Err(fail("options.hardPodAffinityWeight: expected 0 to 100"));
     }
     let cluster =
         audit::parse_cluster(&Source::new(&options.cluster_file, cluster)).map_err(error)?;
@@ -380,7 +422,7 @@ pub fn audit(
     #[wasm_bindgen(unchecked_param_type = "Texts")] policies: JsValue,
     cluster: &str,
     options: Option<JsAuditOptions>,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let options: AuditOptions = self::options(options)?;
     let policies = Policies::from_sources(texts(&policies, &options.policy_file, "policies")?)
         .map_err(error)?;
@@ -403,7 +445,7 @@ pub fn audit(
 pub fn validate_policies(
     #[wasm_bindgen(unchecked_param_type = "Texts")] policies: JsValue,
     options: Option<JsAuditOptions>,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let options: AuditOptions = self::options(options)?;
     let sources = texts(&policies, &options.policy_file, "policies")?;
     let result = match Policies::from_sources(sources) {

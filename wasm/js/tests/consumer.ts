@@ -9,6 +9,7 @@ import init, {
   simulate,
   validatePolicies,
   version,
+  type ApartError,
   type AuditResult,
   type CheckReport,
   type Finding,
@@ -30,5 +31,11 @@ export async function lint(policy: string, manifests: string): Promise<string[]>
   lines.push(...checked.errors.map((e) => `${e.line ?? "?"}: ${e.message}`));
   const placed = simulate("{}", manifests, { hardPodAffinityWeight: 1, policies: policy });
   lines.push(JSON.stringify(placed), version());
+  try {
+    check(policy, "kind: [");
+  } catch (e) {
+    const where = e as ApartError;
+    lines.push(`${where.file ?? "?"}:${where.line ?? 0}:${where.column ?? 0}: ${where.message}`);
+  }
   return lines;
 }

@@ -152,6 +152,15 @@ test("the audit corpus agrees with the CLI's JSON, and draws its picture", () =>
 test("bad options and bad texts are errors, not panics", () => {
   const policy = readFileSync(join(root, "examples", "seed", "policy.yaml"), "utf8");
   assert.throws(() => apart.check(policy, "kind: [", {}), /^Error: manifests\.yaml:\d+:\d+: /);
+  // A thrown error also says where, for an editor to mark.
+  assert.throws(
+    () => apart.check(policy, "kind: Pod\nmetadata: [\n", { file: "pod.yaml" }),
+    (e) => e.file === "pod.yaml" && Number.isInteger(e.line) && Number.isInteger(e.column),
+  );
+  assert.throws(
+    () => apart.check("kind: DecorrelationPolicy\napiVersion: apart.dev/v1alpha1\nmetadata: {name: x}\nspec: {}\n", ""),
+    (e) => e.file === "policy.yaml" && e.line === 4 && e.column === undefined,
+  );
   assert.throws(() => apart.check(policy, "", { fille: "x" }), /unknown field `fille`/);
   assert.throws(() => apart.check(42, ""), /policies: expected a string or an array/);
   assert.throws(() => apart.simulate("{}", "{}", { hardPodAffinityWeight: 101 }), /0 to 100/);
