@@ -340,7 +340,7 @@ fn build(
         kubewarden::Mode::Gatekeeper => module::load_opa(module_path),
     }
     .map_err(Diagnostic::Module)?;
-    let baked = kubewarden::bake_for(&base, &policies.set, mode).map_err(package)?;
+    let baked = kubewarden::build_for(&base, &policies.set, mode).map_err(package)?;
     if mode == kubewarden::Mode::KubewardenWapc {
         // The baked module must load as policy-server loads it: with empty settings.
         let check = PolicyModule::new(&baked).map_err(|e| Diagnostic::Module(format!("{e:#}")))?;

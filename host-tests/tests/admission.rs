@@ -20,7 +20,8 @@ use apart_host::commands::check::{self, Policies};
 use apart_host::commands::run::{self, RunError};
 use apart_host::host::evaluator::{Evaluator, Native};
 use apart_host::host::wapc::{CallError, PolicyModule};
-use apart_host::ship::kubewarden;
+use apart_host::ship::kubewarden::{self, Mode};
+use apart_host::ship::preinit;
 use serde_json::{Value, json};
 use support::{
     apart, assert_no_failures, built_module, case_dirs, check_json_golden, read_json, root,
@@ -35,10 +36,12 @@ fn seed() -> &'static Policies {
     })
 }
 
-/// The built module with the seed policy baked in.
+/// The built module with the seed policy baked in, as `apart build` ships it (pre-initialised).
 fn baked() -> &'static [u8] {
     static BAKED: OnceLock<Vec<u8>> = OnceLock::new();
-    BAKED.get_or_init(|| kubewarden::bake(&built_module(), &seed().set).expect("bakes"))
+    BAKED.get_or_init(|| {
+        kubewarden::build_for(&built_module(), &seed().set, Mode::KubewardenWapc).expect("builds")
+    })
 }
 
 fn module() -> &'static PolicyModule {
@@ -176,6 +179,37 @@ fn the_baked_module_is_annotated_and_enforces_its_policies_with_empty_settings()
     // The plain module carries no policies and refuses empty settings.
     let plain = PolicyModule::new(&built_module()).expect("compiles");
     assert!(!plain.validate_settings(b"{}").expect("answers").valid);
+}
+
+#[test]
+fn the_built_module_is_pre_initialised_answers_as_the_baked_one_and_cannot_be_baked_again() {
+    let baked_only = kubewarden::bake(&built_module(), &seed().set).expect("bakes");
+    assert!(preinit::can_preinitialize(&baked_only));
+    assert!(!kubewarden::is_preinitialized(&baked_only).expect("reads"));
+    assert!(kubewarden::is_preinitialized(baked()).expect("reads"));
+    assert!(
+        !preinit::can_preinitialize(baked()),
+        "Wizer removes the export it ran"
+    );
+    // Same answers, with empty settings and with settings that replace the baked policies.
+    let baked_module = PolicyModule::new(&baked_only).expect("compiles");
+    let review = read_json(&root().join("tests/admission/create-helmrelease-mutated/request.json"));
+    let request = &review["request"];
+    for settings in [json!({}), json!(null), json!({"policies": []})] {
+        let ours = run::run(module(), request, &settings).expect("evaluates");
+        let theirs = run::run(&baked_module, request, &settings).expect("evaluates");
+        assert_eq!(ours, theirs, "settings {settings}");
+        assert!(
+            ours.patch.is_some(),
+            "the seed policy repairs the release: {ours:?}"
+        );
+    }
+    let err = kubewarden::bake(baked(), &seed().set).expect_err("refused");
+    assert!(
+        matches!(err, kubewarden::PackageError::AlreadyPreinitialized),
+        "{err}"
+    );
+    assert!(err.to_string().contains("omit --module"), "{err}");
 }
 
 #[test]

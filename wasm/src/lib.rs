@@ -14,7 +14,9 @@
 //!
 //! Baked policies: `apart build` writes policies into a copy of this module (the
 //! region [`apart_policy::rules::baked`] describes), so that a module deployed with `settings: {}`
-//! enforces them. Settings that carry policies replace the baked ones.
+//! enforces them. Settings that carry policies replace the baked ones. `apart build` then
+//! pre-initialises the module ([`preinitialize`]), so that the baked policies are compiled
+//! once, at build time, not in every new instance.
 //!
 //! Every failure is an answer (a rejection or an invalid-settings response), never a waPC
 //! error or a trap: the engine has no panicking paths, and the module is built with
@@ -43,8 +45,16 @@ thread_local! {
     static COMPILED: RefCell<Option<Compiled>> = const { RefCell::new(None) };
 }
 
+/// Settings that name no policy (absent, blank, `null`) are read as `{}`, so that all of them
+/// share one cache entry: the one a pre-initialised module already holds.
+fn normalized(settings: &[u8]) -> &[u8] {
+    let blank = settings.iter().all(u8::is_ascii_whitespace) || settings == b"null";
+    if blank { b"{}" } else { settings }
+}
+
 /// Compiles settings, or returns the cached result for the same bytes.
 fn with_policies<T>(settings: &[u8], f: impl FnOnce(&Result<PolicySet, String>) -> T) -> T {
+    let settings = normalized(settings);
     COMPILED.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.as_ref().is_none_or(|(bytes, _)| bytes != settings) {
@@ -58,12 +68,10 @@ fn with_policies<T>(settings: &[u8], f: impl FnOnce(&Result<PolicySet, String>) 
     })
 }
 
-/// Compiles the settings; settings that name no policy (absent, `null`, `{}`, `{"policies":
-/// []}`) stand for the baked policies. The settings are read once either way.
+/// Compiles the settings; settings that name no policy (`{}`, `{"policies": []}`) stand for
+/// the baked policies. The settings are read once either way.
 fn compile(settings: &[u8]) -> Result<PolicySet, String> {
-    let blank = settings.iter().all(u8::is_ascii_whitespace) || settings == b"null";
-    let given = if blank { &b"{}"[..] } else { settings };
-    let set = PolicySet::from_settings(given).map_err(|e| e.to_string())?;
+    let set = PolicySet::from_settings(settings).map_err(|e| e.to_string())?;
     if !set.is_empty() {
         return Ok(set);
     }
@@ -174,6 +182,19 @@ fn validate(payload: &[u8]) -> CallResult {
 
 fn validate_settings(payload: &[u8]) -> CallResult {
     encode(&validate_settings_payload(payload))
+}
+
+/// The export `apart build` runs once, through Wizer, in a module it has baked policies into:
+/// it compiles the baked policies into the settings cache, and the memory that results becomes
+/// the module's initial memory. Every instance policy-server creates from that module then
+/// starts with the policies compiled, so a request with empty settings compiles nothing. Wizer
+/// removes the export from the module it writes, so a module that still has it has not been
+/// pre-initialised. It calls no import: Wizer's snapshot cannot hold host state.
+// Hosts find the export by name; exporting it needs an unmangled symbol.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "apart.preinitialize")]
+pub extern "C" fn preinitialize() {
+    with_policies(b"{}", |_| ());
 }
 
 /// waPC entry point: registers the functions policy-server calls.

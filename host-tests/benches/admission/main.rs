@@ -16,7 +16,9 @@
 //! The module rows are policy-server's pattern: one compiled module, pre-instantiated
 //! (`InstancePre`), then either one instance kept warm for every call, or a fresh store and
 //! instance per call (the guest's initialisation and `wapc_init` included) under an epoch
-//! deadline. The empty guest (`wasm/examples/empty_guest.rs`) is the instantiation floor.
+//! deadline. The empty guest (`wasm/examples/empty_guest.rs`) is the instantiation floor. The
+//! module `apart build` makes (the seed policy baked in and pre-initialised) is timed with
+//! `settings: {}`, as policy-server runs it, beside the same module baked only.
 
 // Shared with the tests, which also read whole documents (`OpaEngine::document`).
 #[path = "../../tests/support/opa_engine.rs"]
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use apart_host::host::wapc::PolicyModule;
 use apart_host::ship::gatekeeper;
+use apart_host::ship::kubewarden::{self, Mode};
 use apart_policy::PolicySet;
 use apart_policy::source::read;
 use serde::de::IgnoredAny;
@@ -44,8 +47,25 @@ const HAND_WRITTEN_REGO: &str = include_str!("seed-rule.rego");
 /// The module size the issue asks for.
 const MODULE_SIZE_TARGET: u64 = 700_000;
 
+/// The process's minor page faults so far (`getrusage`): a fresh instance's first touch of
+/// each page of its memory is one.
+#[allow(unsafe_code)]
+fn minor_faults() -> i64 {
+    // SAFETY: `getrusage` writes the struct it is given and nothing else; an all-zero
+    // `rusage` is a valid value of it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always a valid target.
+    let got = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if got == 0 { usage.ru_minflt } else { 0 }
+}
+
 /// Median time per call, over batches of about 2 ms each lasting `budget` in total.
-fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
+fn measure(budget: Duration, f: impl FnMut()) -> Duration {
+    measure_counted(budget, f).0
+}
+
+/// [`measure`], with the number of calls made.
+fn measure_counted(budget: Duration, mut f: impl FnMut()) -> (Duration, u64) {
     let probe = Instant::now();
     let mut warm = 0u32;
     while warm < 20 || probe.elapsed() < Duration::from_millis(50) {
@@ -64,8 +84,9 @@ fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
         }
         samples.push(t.elapsed() / batch);
     }
+    let calls = u64::from(warm) + samples.len() as u64 * u64::from(batch);
     samples.sort();
-    samples[samples.len() / 2]
+    (samples[samples.len() / 2], calls)
 }
 
 fn micros(d: Duration) -> f64 {
@@ -121,6 +142,8 @@ struct Row {
     name: String,
     time: Duration,
     floor: Duration,
+    /// Minor page faults per call.
+    faults: f64,
 }
 
 struct Table {
@@ -135,23 +158,29 @@ impl Table {
         if std::env::var("APART_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
             return Duration::from_nanos(1);
         }
-        let time = measure(self.budget, f);
+        let faults = minor_faults();
+        let (time, calls) = measure_counted(self.budget, f);
         self.rows.push(Row {
             name: name.to_owned(),
             time,
             floor,
+            faults: (minor_faults() - faults) as f64 / calls.max(1) as f64,
         });
         time
     }
 
     fn print(&self) {
-        println!("{:<60} {:>10} {:>9}", "path", "median µs", "× floor");
+        println!(
+            "{:<60} {:>10} {:>9} {:>12}",
+            "path", "median µs", "× floor", "faults/call"
+        );
         for row in &self.rows {
             println!(
-                "{:<60} {:>10.1} {:>9.1}",
+                "{:<60} {:>10.1} {:>9.1} {:>12.1}",
                 row.name,
                 micros(row.time),
-                micros(row.time) / micros(row.floor)
+                micros(row.time) / micros(row.floor),
+                row.faults
             );
         }
     }
@@ -208,6 +237,7 @@ fn main() {
         name: "floor: validate the JSON (serde IgnoredAny)".to_owned(),
         time: floor,
         floor,
+        faults: 0.0,
     });
     let bytes = &cases[0].1.bytes;
     table.time("parse into serde_json::Value", floor, || {
@@ -286,6 +316,61 @@ fn main() {
             );
         },
     );
+    // A module `apart build` made (the seed policy baked in, pre-initialised), deployed with
+    // `settings: {}` as policy-server then sends it; beside it, the same module baked but not
+    // pre-initialised, whose every fresh instance compiles the baked policies.
+    let built = kubewarden::build_for(&wasm, &mutate, Mode::KubewardenWapc).expect("builds");
+    let baked_only = kubewarden::bake(&wasm, &mutate).expect("bakes");
+    let built_module = PolicyModule::new(&built).expect("built module");
+    let baked_module = PolicyModule::new(&baked_only).expect("baked module");
+    let mut built_session = built_module.session();
+    let mut built_warm = Vec::new();
+    let mut built_fresh = Vec::new();
+    for (name, object) in [("compliant", &compliant), ("mutate", &violating)] {
+        let payload =
+            serde_json::to_vec(&json!({"request": admission_request(object), "settings": {}}))
+                .expect("json");
+        let with_settings = if name == "compliant" {
+            &cases[0]
+        } else {
+            &cases[2]
+        };
+        let expected = decision(&native(&with_settings.1.bytes));
+        for (which, answer) in [
+            ("built, warm", built_session.call("validate", &payload)),
+            ("built, fresh", built_module.call("validate", &payload)),
+            ("baked only, fresh", baked_module.call("validate", &payload)),
+        ] {
+            assert_eq!(
+                decision(&answer.expect("answers")),
+                expected,
+                "{name}: {which} module ≠ native"
+            );
+        }
+        let floor = with_settings.1.floor;
+        built_warm.push(table.time(
+            &format!("built module (`settings: {{}}`), warm: {name}"),
+            floor,
+            || {
+                black_box(built_session.call("validate", black_box(&payload)).ok());
+            },
+        ));
+        built_fresh.push(table.time(
+            &format!("built module (`settings: {{}}`), fresh per call: {name}"),
+            floor,
+            || {
+                black_box(built_module.call("validate", black_box(&payload)).ok());
+            },
+        ));
+        table.time(
+            &format!("baked, not pre-initialised, fresh per call: {name}"),
+            floor,
+            || {
+                black_box(baked_module.call("validate", black_box(&payload)).ok());
+            },
+        );
+    }
+
     let empty = std::fs::read(module_path(
         "APART_EMPTY_GUEST",
         "target/wasm32-wasip1/wasm/examples/empty_guest.wasm",
@@ -447,10 +532,19 @@ fn main() {
         let apart = fresh_time[0].saturating_sub(warm_time[0]);
         let r = ratio(apart, empty_overhead);
         target(
-            "(fresh − warm) within 1.1× the empty guest's".to_owned(),
+            "(fresh − warm) within 1.1× the empty guest's: settings".to_owned(),
             format!("{r:.2}×"),
             r <= 1.1,
         );
+        for (i, name) in ["compliant", "mutate"].iter().enumerate() {
+            let apart = built_fresh[i].saturating_sub(built_warm[i]);
+            let r = ratio(apart, empty_overhead);
+            target(
+                format!("(fresh − warm) within 1.1× the empty guest's: built, {name}"),
+                format!("{r:.2}×"),
+                r <= 1.1,
+            );
+        }
     }
     for (level, times) in [
         ("native", &native_time),

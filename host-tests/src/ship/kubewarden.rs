@@ -17,6 +17,7 @@ use apart_policy::{Action, PolicySet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::ship::preinit::{self, PreinitError};
 use crate::ship::wasm_binary::{self, NotWasm, custom_section, with_custom_section};
 
 /// The custom section policy-server reads the metadata from.
@@ -43,6 +44,15 @@ pub enum PackageError {
     /// The metadata section is not valid JSON of the expected shape.
     #[error("the {METADATA_SECTION} section is not valid: {0}")]
     BadMetadata(String),
+    /// The module was built by `apart build` already: its memory holds the policies compiled
+    /// from what was baked into it, so it cannot be baked again.
+    #[error(
+        "this module is already built with baked policies (pre-initialised): bake from apart's own module (omit --module) or an unbaked one"
+    )]
+    AlreadyPreinitialized,
+    /// The baked module could not be pre-initialised.
+    #[error(transparent)]
+    Preinit(#[from] PreinitError),
 }
 
 /// One rule of the metadata: which requests policy-server sends to the policy.
@@ -260,9 +270,29 @@ fn usage(policies: &PolicySet) -> String {
     out
 }
 
+/// The custom section that marks a module [`build_for`] pre-initialised. Its memory holds the
+/// policies compiled from what was baked, so it must not be baked again. The payload is the
+/// baking buffer's address (a little-endian `u32`): Wizer's snapshot writes no run of zeros,
+/// which splits the header's [`BAKED_MAGIC`] from the address after it.
+pub const PREINITIALIZED_SECTION: &str = "apart.preinitialized";
+
+/// Whether `module` was pre-initialised by [`build_for`].
+pub fn is_preinitialized(module: &[u8]) -> Result<bool, PackageError> {
+    Ok(custom_section(module, PREINITIALIZED_SECTION)?.is_some())
+}
+
 /// Where the module's baking buffer is in linear memory: the address its header (found by
-/// [`BAKED_MAGIC`], exactly once) gives.
+/// [`BAKED_MAGIC`], exactly once) gives, or, in a pre-initialised module, its mark.
 fn baking_buffer(module: &[u8]) -> Result<u32, PackageError> {
+    if let Some(mark) = custom_section(module, PREINITIALIZED_SECTION)? {
+        return <[u8; 4]>::try_from(mark)
+            .map(u32::from_le_bytes)
+            .map_err(|_| {
+                PackageError::BadMetadata(format!(
+                    "the {PREINITIALIZED_SECTION} section is not a buffer address"
+                ))
+            });
+    }
     let hits: Vec<usize> = module
         .windows(BAKED_MAGIC.len())
         .enumerate()
@@ -307,9 +337,30 @@ pub fn bake(module: &[u8], policies: &PolicySet) -> Result<Vec<u8>, PackageError
     bake_for(module, policies, Mode::KubewardenWapc)
 }
 
+/// What `apart build` ships: [`bake_for`], then, for the waPC module, the baked policies
+/// compiled into its initial memory ([`preinit::preinitialize`]), so that no instance
+/// policy-server makes compiles them again. A module built before the guest had the
+/// pre-initialisation export is shipped baked only.
+pub fn build_for(module: &[u8], policies: &PolicySet, mode: Mode) -> Result<Vec<u8>, PackageError> {
+    let baked = bake_for(module, policies, mode)?;
+    if mode == Mode::KubewardenWapc && preinit::can_preinitialize(&baked) {
+        let address = baking_buffer(&baked)?;
+        let snapshot = preinit::preinitialize(&baked)?;
+        return Ok(with_custom_section(
+            &snapshot,
+            PREINITIALIZED_SECTION,
+            &address.to_le_bytes(),
+        )?);
+    }
+    Ok(baked)
+}
+
 /// A copy of `module` (the one for `mode`) with `policies` baked in and the metadata
 /// section written.
 pub fn bake_for(module: &[u8], policies: &PolicySet, mode: Mode) -> Result<Vec<u8>, PackageError> {
+    if is_preinitialized(module)? {
+        return Err(PackageError::AlreadyPreinitialized);
+    }
     let settings = serde_json::to_vec(&policies.settings()).unwrap_or_default();
     if settings.len() > BAKED_CAPACITY {
         return Err(PackageError::TooLarge(settings.len()));
