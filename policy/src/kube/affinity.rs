@@ -10,11 +10,12 @@
 //! - required terms filter nodes; preferred terms add `weight` (1-100) to a node's score.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
 use crate::kube::names;
-use crate::kube::selector::{LabelSelectorSpec, Operator, Requirement, Selector};
+use crate::kube::selector::{LabelSelector, Operator, Requirement, Selector};
 use crate::source::path::JsonPath;
 
 /// `affinity` (only the inter-pod parts are read; `nodeAffinity` is left as it is).
@@ -53,18 +54,18 @@ pub struct WeightedPodAffinityTerm {
 }
 
 /// `PodAffinityTerm`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodAffinityTerm {
     /// Pods this term is about (null selects none).
-    #[serde(default)]
-    pub label_selector: Option<LabelSelectorSpec>,
+    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
+    pub label_selector: Option<LabelSelector>,
     /// Namespaces the selector looks in.
     #[serde(default)]
     pub namespaces: Option<Vec<String>>,
     /// Namespaces (by label) the selector looks in.
-    #[serde(default)]
-    pub namespace_selector: Option<LabelSelectorSpec>,
+    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
+    pub namespace_selector: Option<LabelSelector>,
     /// The failure domain.
     #[serde(default)]
     pub topology_key: String,
@@ -74,6 +75,31 @@ pub struct PodAffinityTerm {
     /// Keys whose pod value is ANDed in with `NotIn`.
     #[serde(default)]
     pub mismatch_label_keys: Option<Vec<String>>,
+}
+
+// `k8s-openapi`'s selector types have neither `Eq` nor `Hash`; their `PartialEq` compares
+// strings only, so it is an equivalence, and the hash covers every member it compares.
+impl Eq for PodAffinityTerm {}
+
+impl Hash for PodAffinityTerm {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let selector = |s: &Option<LabelSelector>, h: &mut H| {
+            s.is_some().hash(h);
+            if let Some(s) = s {
+                s.match_labels.hash(h);
+                s.match_expressions.is_some().hash(h);
+                for r in s.match_expressions.iter().flatten() {
+                    (&r.key, &r.operator, &r.values).hash(h);
+                }
+            }
+        };
+        selector(&self.label_selector, h);
+        self.namespaces.hash(h);
+        selector(&self.namespace_selector, h);
+        self.topology_key.hash(h);
+        self.match_label_keys.hash(h);
+        self.mismatch_label_keys.hash(h);
+    }
 }
 
 /// Where a term may look for pods.

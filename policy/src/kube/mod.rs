@@ -12,3 +12,4 @@ pub mod names;
 pub mod object;
 pub mod scheduling;
 pub mod selector;
+pub(crate) mod strict;

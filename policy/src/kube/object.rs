@@ -22,7 +22,7 @@ use crate::error::ObjectError;
 use crate::kube::affinity::Affinity;
 use crate::kube::names;
 use crate::kube::scheduling::TopologySpreadConstraint;
-use crate::kube::selector::{LabelSelectorSpec, Selector};
+use crate::kube::selector::{LabelSelector, Selector};
 use crate::placement::colocation::{Placement, Subject};
 use crate::rules::finding::ObjectRef;
 use crate::rules::policy::ValueTarget;
@@ -383,7 +383,7 @@ pub struct PodSource {
     pub spread_path: JsonPath,
     /// The workload's `spec.selector`, when it selects the template's pods: the labels a
     /// term about the workload's own replicas is written with.
-    pub workload_selector: Option<LabelSelectorSpec>,
+    pub workload_selector: Option<LabelSelector>,
     /// Can the source run several pods of one workload (not a single Pod, not a value
     /// target)? `replicas` then says how many at once.
     pub workload: bool,
@@ -639,7 +639,7 @@ pub fn read_view(
         // API server refuses any other, but a manifest in CI has not met it yet).
         let workload_selector = workload_selector
             .filter(|_| w.kind != "Pod")
-            .and_then(|r| serde_json::from_str::<LabelSelectorSpec>(r.get()).ok())
+            .and_then(|r| crate::kube::selector::read_selector(r.get()).ok())
             .filter(|s| {
                 Selector::compile(Some(s))
                     .is_ok_and(|c| !c.is_nothing() && !c.is_everything() && c.matches_map(&labels))

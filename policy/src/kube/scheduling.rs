@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::kube::affinity::AffinityProblem;
 use crate::kube::cluster::Node;
 use crate::kube::names;
-use crate::kube::selector::{LabelSelectorSpec, Selector};
+use crate::kube::selector::{LabelSelector, Selector};
 use crate::source::path::JsonPath;
 
 /// `whenUnsatisfiable: DoNotSchedule`: the constraint filters nodes.
@@ -159,7 +159,7 @@ pub struct NodeAffinityHolder {
 }
 
 /// A `TopologySpreadConstraint`, as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TopologySpreadConstraint {
     /// The largest difference allowed between a domain's matching pods and the global
@@ -173,8 +173,8 @@ pub struct TopologySpreadConstraint {
     #[serde(default)]
     pub when_unsatisfiable: String,
     /// The pods counted (null: none).
-    #[serde(default)]
-    pub label_selector: Option<LabelSelectorSpec>,
+    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
+    pub label_selector: Option<LabelSelector>,
     /// Fewer eligible domains than this make the global minimum 0 (`DoNotSchedule` only;
     /// absent means 1).
     #[serde(default)]

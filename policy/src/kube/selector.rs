@@ -12,34 +12,95 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::kube::strict::{Fields, read_members};
 
 use crate::kube::names;
 use crate::source::path::JsonPath;
 
-/// A `metav1.LabelSelector` as written in a manifest or a policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LabelSelectorSpec {
-    /// `matchLabels`: each entry is `key In [value]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub match_labels: Option<BTreeMap<String, String>>,
-    /// `matchExpressions`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub match_expressions: Option<Vec<RequirementSpec>>,
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement,
+};
+
+/// Reads a `LabelSelector` (for `#[serde(deserialize_with)]` on an optional member: null
+/// or absent is `None`) as the API server does: an unknown member is an error, which
+/// `k8s-openapi`'s own reader would skip.
+pub fn strict_selector<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LabelSelector>, D::Error> {
+    Option::<Strict<LabelSelector>>::deserialize(d).map(|s| s.map(|s| s.0))
 }
 
-/// One `matchExpressions` entry as written.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequirementSpec {
-    /// The label key.
-    pub key: String,
-    /// `In`, `NotIn`, `Exists` or `DoesNotExist` (anything else is invalid).
-    pub operator: String,
-    /// The values; required for `In`/`NotIn`, forbidden for `Exists`/`DoesNotExist`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub values: Option<Vec<String>>,
+/// Reads a `LabelSelector` from JSON text, strictly (see [`strict_selector`]).
+pub fn read_selector(text: &str) -> Result<LabelSelector, serde_json::Error> {
+    serde_json::from_str::<Strict<LabelSelector>>(text).map(|s| s.0)
+}
+
+/// A `k8s-openapi` value read strictly (see [`crate::kube::strict`]).
+pub(crate) struct Strict<T>(pub(crate) T);
+
+const SELECTOR_FIELDS: Fields = Fields(&["matchLabels", "matchExpressions"]);
+const REQUIREMENT_FIELDS: Fields = Fields(&["key", "operator", "values"]);
+
+impl<'de> Deserialize<'de> for Strict<LabelSelector> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LabelSelector;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // The message derive gave when this was apart's own struct.
+                f.write_str("struct LabelSelectorSpec")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LabelSelector, A::Error> {
+                let mut s = LabelSelector::default();
+                read_members(map, SELECTOR_FIELDS, &[], |map, i| {
+                    if i == 0 {
+                        s.match_labels = map.next_value()?;
+                    } else {
+                        s.match_expressions = map
+                            .next_value::<Option<Vec<Strict<LabelSelectorRequirement>>>>()?
+                            .map(|v| v.into_iter().map(|r| r.0).collect());
+                    }
+                    Ok(())
+                })?;
+                Ok(s)
+            }
+        }
+        d.deserialize_struct("LabelSelectorSpec", SELECTOR_FIELDS.0, V)
+            .map(Strict)
+    }
+}
+
+impl<'de> Deserialize<'de> for Strict<LabelSelectorRequirement> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LabelSelectorRequirement;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct RequirementSpec")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<LabelSelectorRequirement, A::Error> {
+                let mut r = LabelSelectorRequirement::default();
+                // `key` and `operator` are required; `values` may be absent.
+                read_members(map, REQUIREMENT_FIELDS, &[0, 1], |map, i| {
+                    match i {
+                        0 => r.key = map.next_value()?,
+                        1 => r.operator = map.next_value()?,
+                        _ => r.values = map.next_value()?,
+                    }
+                    Ok(())
+                })?;
+                Ok(r)
+            }
+        }
+        d.deserialize_struct("RequirementSpec", REQUIREMENT_FIELDS.0, V)
+            .map(Strict)
+    }
 }
 
 /// A selector operator.
@@ -171,7 +232,7 @@ impl Selector {
 
     /// Compiles a written selector (`None` = null), reporting every API-server validation
     /// problem rather than the first.
-    pub fn compile(spec: Option<&LabelSelectorSpec>) -> Result<Self, Vec<SelectorProblem>> {
+    pub fn compile(spec: Option<&LabelSelector>) -> Result<Self, Vec<SelectorProblem>> {
         let Some(spec) = spec else {
             return Ok(Self::nothing());
         };
@@ -366,7 +427,7 @@ mod tests {
     use super::*;
 
     fn sel(json: &str) -> Selector {
-        let spec: Option<LabelSelectorSpec> = serde_json::from_str(json).unwrap();
+        let spec: Option<LabelSelector> = serde_json::from_str(json).unwrap();
         Selector::compile(spec.as_ref()).unwrap()
     }
 
@@ -435,7 +496,7 @@ mod tests {
 
     #[test]
     fn invalid_selectors_name_the_field() {
-        let spec: LabelSelectorSpec = serde_json::from_str(
+        let spec: LabelSelector = serde_json::from_str(
             r#"{"matchExpressions":[{"key":"a","operator":"in","values":["x"]},{"key":"b","operator":"Exists","values":["x"]},{"key":"c","operator":"In"}],"matchLabels":{"bad key!":"v"}}"#,
         )
         .unwrap();

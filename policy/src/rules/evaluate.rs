@@ -426,7 +426,7 @@ fn blind_message(j: &Judgement<'_, '_>, source: &PodSource, group: &PeerGroup) -
         });
     }
     let unseen = unseen.join(", ");
-    let selector_json = |spec: &crate::kube::selector::LabelSelectorSpec| {
+    let selector_json = |spec: &crate::kube::selector::LabelSelector| {
         serde_json::to_string(spec).unwrap_or_default()
     };
     let mut advice = Vec::new();

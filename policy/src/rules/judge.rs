@@ -274,7 +274,6 @@ pub(crate) fn topology_problem(key: &str, rule: &str, required: bool) -> Option<
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::kube::selector::LabelSelectorSpec;
 
     #[test]
     fn nested_domains() {
@@ -311,7 +310,7 @@ mod tests {
     }
 
     fn selector(json: &str) -> Selector {
-        let spec: LabelSelectorSpec = serde_json::from_str(json).unwrap();
+        let spec = crate::kube::selector::read_selector(json).unwrap();
         Selector::compile(Some(&spec)).unwrap()
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::{InvalidField, PolicyError};
 use crate::kube::names;
-use crate::kube::selector::{LabelSelectorSpec, Selector};
+use crate::kube::selector::{LabelSelector, Selector};
 use crate::source::path::JsonPath;
 
 /// `apiVersion` of the document.
@@ -127,7 +127,8 @@ pub struct SubjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     /// Pod labels of the subject.
-    pub label_selector: Option<LabelSelectorSpec>,
+    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
+    pub label_selector: Option<LabelSelector>,
 }
 
 /// One `spec.apartFrom` entry: a group of other pods, or (`self: true`) the subject's own
@@ -142,11 +143,11 @@ pub struct PeerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     /// The peers' namespaces, by label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_selector: Option<LabelSelectorSpec>,
+    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector", skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
     /// The peers' pod labels.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_selector: Option<LabelSelectorSpec>,
+    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector", skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
 }
 
 /// One `spec.valueTargets` entry.
@@ -182,11 +183,11 @@ pub struct PeerGroup {
     /// The peers' pod selector.
     pub selector: Selector,
     /// As written, for terms apart writes.
-    pub label_selector: LabelSelectorSpec,
+    pub label_selector: LabelSelector,
     /// Listed namespaces.
     pub namespaces: BTreeSet<String>,
     /// Namespaces by label, compiled and as written (`{}` when the group names none: any).
-    pub namespace_selector: Option<(Selector, LabelSelectorSpec)>,
+    pub namespace_selector: Option<(Selector, LabelSelector)>,
 }
 
 impl PeerGroup {
@@ -302,10 +303,10 @@ fn at(path: &str) -> JsonPath {
 }
 
 fn compile_selector(
-    spec: Option<&LabelSelectorSpec>,
+    spec: Option<&LabelSelector>,
     path: &str,
     what: &str,
-) -> Result<(Selector, LabelSelectorSpec), InvalidField> {
+) -> Result<(Selector, LabelSelector), InvalidField> {
     let Some(spec) = spec else {
         return Err(InvalidField::new(
             at(path),
@@ -392,7 +393,7 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
             peers.push(PeerGroup {
                 own_replicas: true,
                 selector: Selector::nothing(),
-                label_selector: LabelSelectorSpec::default(),
+                label_selector: LabelSelector::default(),
                 namespaces: BTreeSet::new(),
                 namespace_selector: None,
             });
@@ -412,7 +413,7 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
                 "namespaceSelector",
             )?),
             None if namespaces.is_empty() => {
-                Some((Selector::everything(), LabelSelectorSpec::default()))
+                Some((Selector::everything(), LabelSelector::default()))
             }
             None => None,
         };

@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use crate::kube::affinity::{NamespaceFacts, Term};
 use crate::kube::object::PodSource;
 use crate::kube::scheduling::{DO_NOT_SCHEDULE, SCHEDULE_ANYWAY, TopologySpreadConstraint};
-use crate::kube::selector::{LabelSelectorSpec, Selector};
+use crate::kube::selector::{LabelSelector, Selector};
 use crate::rules::finding::Code;
 use crate::rules::judge::topology_problem;
 use crate::rules::mutate::Repair;
@@ -110,11 +110,11 @@ pub(crate) fn describe_labels(labels: &BTreeMap<String, String>) -> String {
 
 /// The selector apart writes for the replicas: the workload's own `spec.selector` when it
 /// selects the template's pods, else the template's labels.
-pub(crate) fn own_selector(source: &PodSource) -> LabelSelectorSpec {
+pub(crate) fn own_selector(source: &PodSource) -> LabelSelector {
     source
         .workload_selector
         .clone()
-        .unwrap_or_else(|| LabelSelectorSpec {
+        .unwrap_or_else(|| LabelSelector {
             match_labels: (!source.labels.is_empty()).then(|| source.labels.clone()),
             match_expressions: None,
         })
@@ -391,7 +391,7 @@ mod tests {
     }
 
     fn selector(json: &str) -> Selector {
-        let spec: LabelSelectorSpec = serde_json::from_str(json).unwrap();
+        let spec = crate::kube::selector::read_selector(json).unwrap();
         Selector::compile(Some(&spec)).unwrap()
     }
 
