@@ -22,9 +22,7 @@ use crate::kube::strict::{Fields, read_members};
 use crate::kube::names;
 use crate::source::path::JsonPath;
 
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement,
-};
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 /// Reads a `LabelSelector` (for `#[serde(deserialize_with)]` on an optional member: null
 /// or absent is `None`) as the API server does: an unknown member is an error, which
@@ -492,6 +490,44 @@ mod tests {
         assert!(flux.intersects(&wider));
         let typo = sel(r#"{"matchLabels":{"app.kubernetes.io/part-of":"flux-system"}}"#);
         assert!(!flux.intersects(&typo));
+    }
+
+    #[test]
+    fn selectors_are_read_as_strictly_as_the_api_server_reads_them() {
+        let err = |json: &str| {
+            let e = read_selector(json).unwrap_err().to_string();
+            e.split(" at line ").next().unwrap().to_owned()
+        };
+        // k8s-openapi's own reader skips the unknown member (a selector of every pod)...
+        let lenient: LabelSelector = serde_json::from_str(r#"{"matchLabel":{"a":"b"}}"#).unwrap();
+        assert_eq!(lenient, LabelSelector::default());
+        // ...apart's does not, with derive's own messages.
+        assert_eq!(
+            err(r#"{"matchLabel":{"a":"b"}}"#),
+            "unknown field `matchLabel`, expected `matchLabels` or `matchExpressions`"
+        );
+        assert_eq!(
+            err(r#"{"matchExpressions":[{"key":"a","operator":"Exists","value":[]}]}"#),
+            "unknown field `value`, expected one of `key`, `operator`, `values`"
+        );
+        assert_eq!(
+            err(r#"{"matchExpressions":[{"operator":"Exists"}]}"#),
+            "missing field `key`"
+        );
+        assert_eq!(
+            err(r#"{"matchExpressions":[{"key":null,"operator":"Exists"}]}"#),
+            "invalid type: null, expected a string"
+        );
+        assert_eq!(
+            err(r#"{"matchLabels":{},"matchLabels":{}}"#),
+            "duplicate field `matchLabels`"
+        );
+        let read =
+            read_selector(r#"{"matchExpressions":[{"key":"a","operator":"In","values":["x"]}]}"#)
+                .unwrap();
+        let expr = &read.match_expressions.unwrap()[0];
+        assert_eq!((expr.key.as_str(), expr.operator.as_str()), ("a", "In"));
+        assert_eq!(expr.values.as_deref(), Some(&["x".to_owned()][..]));
     }
 
     #[test]

@@ -143,10 +143,18 @@ pub struct PeerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     /// The peers' namespaces, by label.
-    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::kube::selector::strict_selector",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub namespace_selector: Option<LabelSelector>,
     /// The peers' pod labels.
-    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::kube::selector::strict_selector",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub label_selector: Option<LabelSelector>,
 }
 
