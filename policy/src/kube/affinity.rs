@@ -12,94 +12,233 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserializer;
+use serde::de::MapAccess;
+
+pub use k8s_openapi::api::core::v1::{
+    Affinity, PodAffinity, PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm,
+};
 
 use crate::kube::names;
-use crate::kube::selector::{LabelSelector, Operator, Requirement, Selector};
+use crate::kube::selector::{LabelSelector, Operator, Requirement, Selector, SelectorMembers};
+use crate::kube::strict::{self, Members, Strict};
 use crate::source::path::JsonPath;
 
-/// `affinity` (only the inter-pod parts are read; `nodeAffinity` is left as it is).
-/// Hashable so that a snapshot's replicas, which share one affinity, compile it once.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Affinity {
-    /// `podAffinity`.
-    #[serde(default)]
-    pub pod_affinity: Option<PodAffinity>,
-    /// `podAntiAffinity`.
-    #[serde(default)]
-    pub pod_anti_affinity: Option<PodAffinity>,
+/// The two lists of `podAffinity` and of `podAntiAffinity` (two `k8s-openapi` types with
+/// the same members).
+pub trait TermLists {
+    /// `requiredDuringSchedulingIgnoredDuringExecution`: hard terms.
+    fn required(&self) -> &[PodAffinityTerm];
+    /// `preferredDuringSchedulingIgnoredDuringExecution`: soft, weighted terms.
+    fn preferred(&self) -> &[WeightedPodAffinityTerm];
 }
 
-/// `podAffinity` or `podAntiAffinity`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PodAffinity {
-    /// Hard terms.
-    #[serde(default)]
-    pub required_during_scheduling_ignored_during_execution: Option<Vec<PodAffinityTerm>>,
-    /// Soft, weighted terms.
-    #[serde(default)]
-    pub preferred_during_scheduling_ignored_during_execution: Option<Vec<WeightedPodAffinityTerm>>,
-}
-
-/// A preferred term.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WeightedPodAffinityTerm {
-    /// 1..100.
-    pub weight: i64,
-    /// The term.
-    pub pod_affinity_term: PodAffinityTerm,
-}
-
-/// `PodAffinityTerm`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PodAffinityTerm {
-    /// Pods this term is about (null selects none).
-    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
-    pub label_selector: Option<LabelSelector>,
-    /// Namespaces the selector looks in.
-    #[serde(default)]
-    pub namespaces: Option<Vec<String>>,
-    /// Namespaces (by label) the selector looks in.
-    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
-    pub namespace_selector: Option<LabelSelector>,
-    /// The failure domain.
-    #[serde(default)]
-    pub topology_key: String,
-    /// Keys whose pod value is ANDed in with `In`.
-    #[serde(default)]
-    pub match_label_keys: Option<Vec<String>>,
-    /// Keys whose pod value is ANDed in with `NotIn`.
-    #[serde(default)]
-    pub mismatch_label_keys: Option<Vec<String>>,
-}
-
-// `k8s-openapi`'s selector types have neither `Eq` nor `Hash`; their `PartialEq` compares
-// strings only, so it is an equivalence, and the hash covers every member it compares.
-impl Eq for PodAffinityTerm {}
-
-impl Hash for PodAffinityTerm {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        let selector = |s: &Option<LabelSelector>, h: &mut H| {
-            s.is_some().hash(h);
-            if let Some(s) = s {
-                s.match_labels.hash(h);
-                s.match_expressions.is_some().hash(h);
-                for r in s.match_expressions.iter().flatten() {
-                    (&r.key, &r.operator, &r.values).hash(h);
-                }
+macro_rules! term_lists {
+    ($($group:ty => $reader:ident),*) => {$(
+        impl TermLists for $group {
+            fn required(&self) -> &[PodAffinityTerm] {
+                self.required_during_scheduling_ignored_during_execution.as_deref().unwrap_or_default()
             }
-        };
-        selector(&self.label_selector, h);
-        self.namespaces.hash(h);
-        selector(&self.namespace_selector, h);
-        self.topology_key.hash(h);
-        self.match_label_keys.hash(h);
-        self.mismatch_label_keys.hash(h);
+            fn preferred(&self) -> &[WeightedPodAffinityTerm] {
+                self.preferred_during_scheduling_ignored_during_execution.as_deref().unwrap_or_default()
+            }
+        }
+
+        /// The strict reader of the group.
+        struct $reader;
+
+        impl Members for $reader {
+            type Value = $group;
+            // Both groups were one struct of apart's: messages keep its name.
+            const NAME: &'static str = "PodAffinity";
+            const FIELDS: &'static [&'static str] = &[
+                "requiredDuringSchedulingIgnoredDuringExecution",
+                "preferredDuringSchedulingIgnoredDuringExecution",
+            ];
+
+            fn member<'de, A: MapAccess<'de>>(
+                g: &mut $group,
+                map: &mut A,
+                field: usize,
+            ) -> Result<(), A::Error> {
+                if field == 0 {
+                    g.required_during_scheduling_ignored_during_execution =
+                        strict::list::<TermMembers, A>(map)?;
+                } else {
+                    g.preferred_during_scheduling_ignored_during_execution =
+                        strict::list::<WeightedMembers, A>(map)?;
+                }
+                Ok(())
+            }
+        }
+    )*};
+}
+
+term_lists!(PodAffinity => PodAffinityMembers, PodAntiAffinity => PodAntiAffinityMembers);
+
+/// `podAffinity` (`false`) and `podAntiAffinity` (`true`) of an affinity, with their field
+/// names.
+pub fn groups(affinity: &Affinity) -> [(&'static str, Option<&dyn TermLists>, bool); 2] {
+    [
+        (
+            "podAffinity",
+            affinity.pod_affinity.as_ref().map(|g| g as &dyn TermLists),
+            false,
+        ),
+        (
+            "podAntiAffinity",
+            affinity
+                .pod_anti_affinity
+                .as_ref()
+                .map(|g| g as &dyn TermLists),
+            true,
+        ),
+    ]
+}
+
+/// Reads the inter-pod part of an `affinity` from JSON text, as strictly as the API server
+/// reads it (`nodeAffinity` and unknown members of `affinity` itself are skipped: the
+/// node-side reader, [`crate::kube::scheduling`], has its own).
+pub fn read_affinity(text: &str) -> Result<Affinity, serde_json::Error> {
+    serde_json::from_str::<Strict<InterPodMembers>>(text).map(|a| a.0)
+}
+
+/// [`read_affinity`] for `#[serde(deserialize_with)]` on an optional member.
+pub fn strict_affinity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Affinity>, D::Error> {
+    serde::Deserialize::deserialize(d).map(|a: Option<Strict<InterPodMembers>>| a.map(|a| a.0))
+}
+
+/// The reader of `affinity`'s inter-pod members.
+pub(crate) struct InterPodMembers;
+
+impl Members for InterPodMembers {
+    type Value = Affinity;
+    const NAME: &'static str = "Affinity";
+    const FIELDS: &'static [&'static str] = &["podAffinity", "podAntiAffinity"];
+    const LENIENT: bool = true;
+
+    fn member<'de, A: MapAccess<'de>>(
+        a: &mut Affinity,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        if field == 0 {
+            a.pod_affinity = strict::optional::<PodAffinityMembers, A>(map)?;
+        } else {
+            a.pod_anti_affinity = strict::optional::<PodAntiAffinityMembers, A>(map)?;
+        }
+        Ok(())
     }
+}
+
+struct WeightedMembers;
+
+impl Members for WeightedMembers {
+    type Value = WeightedPodAffinityTerm;
+    const NAME: &'static str = "WeightedPodAffinityTerm";
+    const FIELDS: &'static [&'static str] = &["weight", "podAffinityTerm"];
+    const REQUIRED: &'static [usize] = &[0, 1];
+
+    fn member<'de, A: MapAccess<'de>>(
+        w: &mut WeightedPodAffinityTerm,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        if field == 0 {
+            w.weight = strict::int32(map, weight_range)?;
+        } else {
+            w.pod_affinity_term = map.next_value::<Strict<TermMembers>>()?.0;
+        }
+        Ok(())
+    }
+}
+
+fn weight_range(weight: i64) -> String {
+    format!("weight {weight} is out of range: must be 1 to 100")
+}
+
+struct TermMembers;
+
+impl Members for TermMembers {
+    type Value = PodAffinityTerm;
+    const NAME: &'static str = "PodAffinityTerm";
+    const FIELDS: &'static [&'static str] = &[
+        "labelSelector",
+        "namespaces",
+        "namespaceSelector",
+        "topologyKey",
+        "matchLabelKeys",
+        "mismatchLabelKeys",
+    ];
+
+    fn member<'de, A: MapAccess<'de>>(
+        t: &mut PodAffinityTerm,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        match field {
+            0 => t.label_selector = strict::optional::<SelectorMembers, A>(map)?,
+            1 => t.namespaces = map.next_value()?,
+            2 => t.namespace_selector = strict::optional::<SelectorMembers, A>(map)?,
+            3 => t.topology_key = map.next_value()?,
+            4 => t.match_label_keys = map.next_value()?,
+            _ => t.mismatch_label_keys = map.next_value()?,
+        }
+        Ok(())
+    }
+}
+
+/// An affinity's inter-pod part as a map key: a snapshot's replicas share one affinity, so
+/// it is compiled once. `k8s-openapi`'s types have neither `Eq` nor `Hash`; their
+/// `PartialEq` compares strings and integers only, so it is an equivalence, and the hash
+/// covers every member the inter-pod reader fills.
+#[derive(Debug, Clone, Copy)]
+pub struct AffinityKey<'a>(pub &'a Affinity);
+
+impl PartialEq for AffinityKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.pod_affinity == other.0.pod_affinity
+            && self.0.pod_anti_affinity == other.0.pod_anti_affinity
+    }
+}
+
+impl Eq for AffinityKey<'_> {}
+
+impl Hash for AffinityKey<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for (_, group, _) in groups(self.0) {
+            group.is_some().hash(h);
+            let Some(group) = group else { continue };
+            group.required().len().hash(h);
+            for t in group.required() {
+                hash_term(t, h);
+            }
+            group.preferred().len().hash(h);
+            for w in group.preferred() {
+                w.weight.hash(h);
+                hash_term(&w.pod_affinity_term, h);
+            }
+        }
+    }
+}
+
+fn hash_term<H: Hasher>(t: &PodAffinityTerm, h: &mut H) {
+    let selector = |s: &Option<LabelSelector>, h: &mut H| {
+        s.is_some().hash(h);
+        if let Some(s) = s {
+            s.match_labels.hash(h);
+            s.match_expressions.is_some().hash(h);
+            for r in s.match_expressions.iter().flatten() {
+                (&r.key, &r.operator, &r.values).hash(h);
+            }
+        }
+    };
+    selector(&t.label_selector, h);
+    t.namespaces.hash(h);
+    selector(&t.namespace_selector, h);
+    t.topology_key.hash(h);
+    t.match_label_keys.hash(h);
+    t.mismatch_label_keys.hash(h);
 }
 
 /// Where a term may look for pods.
@@ -277,20 +416,11 @@ pub fn compile<'a>(
     pod: &PodFacts<'_>,
 ) -> CompiledAffinity<'a> {
     let mut out = CompiledAffinity::default();
-    let groups = [
-        ("podAffinity", affinity.pod_affinity.as_ref(), false),
-        ("podAntiAffinity", affinity.pod_anti_affinity.as_ref(), true),
-    ];
-    for (field, group, anti) in groups {
+    for (field, group, anti) in groups(affinity) {
         let Some(group) = group else { continue };
         let group_path = base.name(field);
         let required = group_path.name("requiredDuringSchedulingIgnoredDuringExecution");
-        for (i, term) in group
-            .required_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, term) in group.required().iter().enumerate() {
             let path = required.index(i);
             if let Some(t) = compile_term(term, path, None, None, pod, &mut out.problems) {
                 if anti {
@@ -301,22 +431,14 @@ pub fn compile<'a>(
             }
         }
         let preferred = group_path.name("preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, weighted) in group
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, weighted) in group.preferred().iter().enumerate() {
             let weighted_path = preferred.index(i);
             let mut weight_ok = true;
             if !(1..=100).contains(&weighted.weight) {
                 weight_ok = false;
                 out.problems.push(AffinityProblem {
                     path: weighted_path.name("weight"),
-                    message: format!(
-                        "weight {} is out of range: must be 1 to 100",
-                        weighted.weight
-                    ),
+                    message: weight_range(weighted.weight.into()),
                 });
             }
             let path = weighted_path.name("podAffinityTerm");
@@ -324,7 +446,7 @@ pub fn compile<'a>(
                 &weighted.pod_affinity_term,
                 path,
                 Some(weighted_path),
-                Some(weighted.weight),
+                Some(weighted.weight.into()),
                 pod,
                 &mut out.problems,
             );
@@ -465,7 +587,7 @@ mod tests {
     use super::*;
 
     fn term(json: &str) -> PodAffinityTerm {
-        serde_json::from_str(json).unwrap()
+        serde_json::from_str::<Strict<TermMembers>>(json).unwrap().0
     }
 
     #[test]
@@ -518,7 +640,7 @@ mod tests {
             labels: &labels,
             controller_keys: &[],
         };
-        let affinity: Affinity = serde_json::from_str(
+        let affinity = read_affinity(
             r#"{"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                 {"weight": 0, "podAffinityTerm": {"topologyKey": "", "labelSelector": {}}}],
               "requiredDuringSchedulingIgnoredDuringExecution": [

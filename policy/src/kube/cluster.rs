@@ -22,7 +22,7 @@ use crate::kube::scheduling::Taint;
 use crate::source::path::JsonPath;
 
 /// A node of the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// `metadata.name`.
     pub name: String,
@@ -123,10 +123,10 @@ struct OwnerView {
 struct PodSpecView {
     #[serde(default)]
     node_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::kube::affinity::strict_affinity")]
     affinity: Option<Affinity>,
     /// A Node's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::kube::scheduling::lenient_taints")]
     taints: Option<Vec<Taint>>,
 }
 

@@ -524,7 +524,7 @@ pub(crate) fn read_affinity_text(text: &str, path: &JsonPath) -> AffinitySlot {
     if text == "null" {
         return AffinitySlot::Absent;
     }
-    match serde_json::from_str::<Affinity>(text) {
+    match crate::kube::affinity::read_affinity(text) {
         Ok(a) => AffinitySlot::Present(a),
         Err(e) => {
             let at = path.join(&crate::source::locate::error_path(text.as_bytes(), &e));
@@ -632,7 +632,7 @@ pub fn read_view(
         };
         let affinity_path = template_path.name("spec").name("affinity");
         let spread = spread_raw
-            .and_then(|r| serde_json::from_str::<Option<Vec<_>>>(r.get()).ok())
+            .and_then(|r| crate::kube::scheduling::read_spread(r.get()).ok())
             .flatten()
             .unwrap_or_default();
         // Only a selector that selects the template's pods says who the replicas are (the

@@ -19,12 +19,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::de::{Error, IgnoredAny, MapAccess};
+use serde::{Deserialize, Deserializer};
 
-use crate::kube::affinity::AffinityProblem;
+use crate::kube::affinity::{Affinity, AffinityProblem};
 use crate::kube::cluster::Node;
 use crate::kube::names;
-use crate::kube::selector::{LabelSelector, Selector};
+use crate::kube::selector::{Selector, SelectorMembers};
+use crate::kube::strict::{self, Members, Strict};
 use crate::source::path::JsonPath;
 
 /// `whenUnsatisfiable: DoNotSchedule`: the constraint filters nodes.
@@ -36,60 +38,83 @@ pub const HONOR: &str = "Honor";
 /// A node inclusion policy that counts every node.
 pub const IGNORE: &str = "Ignore";
 
-/// A node's taint (`spec.taints[]`), read leniently from a snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Taint {
-    /// The taint key.
-    #[serde(default)]
-    pub key: String,
-    /// The taint value.
-    #[serde(default)]
-    pub value: Option<String>,
-    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
-    #[serde(default)]
-    pub effect: String,
+pub use k8s_openapi::api::core::v1::{
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration,
+    TopologySpreadConstraint,
+};
+
+/// A node's taints (`spec.taints`), read leniently from a snapshot: unknown members and
+/// `timeAdded` (which scheduling never reads) are skipped.
+pub(crate) fn lenient_taints<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Taint>>, D::Error> {
+    strict::list_member::<TaintMembers, D>(d)
 }
 
-/// A pod's toleration, as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Toleration {
-    /// The taint key it tolerates (empty with `Exists`: every key).
-    #[serde(default)]
-    pub key: Option<String>,
-    /// `Equal` (the default) or `Exists`.
-    #[serde(default)]
-    pub operator: Option<String>,
-    /// The value, for `Equal`.
-    #[serde(default)]
-    pub value: Option<String>,
-    /// The effect it tolerates (empty: every effect).
-    #[serde(default)]
-    pub effect: Option<String>,
-    /// How long a `NoExecute` taint is tolerated (irrelevant to scheduling).
-    #[serde(default)]
-    pub toleration_seconds: Option<i64>,
+struct TaintMembers;
+
+impl Members for TaintMembers {
+    type Value = Taint;
+    const NAME: &'static str = "Taint";
+    const FIELDS: &'static [&'static str] = &["key", "value", "effect"];
+    const LENIENT: bool = true;
+
+    fn member<'de, A: MapAccess<'de>>(
+        t: &mut Taint,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        match field {
+            // Null is the default, as derive's `#[serde(default)]` read it.
+            0 => t.key = map.next_value::<Option<String>>()?.unwrap_or_default(),
+            1 => t.value = map.next_value()?,
+            _ => t.effect = map.next_value::<Option<String>>()?.unwrap_or_default(),
+        }
+        Ok(())
+    }
 }
 
-impl Toleration {
-    /// `ToleratesTaint` (`k8s.io/api/core/v1`).
-    pub fn tolerates(&self, taint: &Taint) -> bool {
-        let effect = self.effect.as_deref().unwrap_or_default();
-        if !effect.is_empty() && effect != taint.effect {
-            return false;
+struct TolerationMembers;
+
+impl Members for TolerationMembers {
+    type Value = Toleration;
+    const NAME: &'static str = "Toleration";
+    const FIELDS: &'static [&'static str] =
+        &["key", "operator", "value", "effect", "tolerationSeconds"];
+
+    fn member<'de, A: MapAccess<'de>>(
+        t: &mut Toleration,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        match field {
+            0 => t.key = map.next_value()?,
+            1 => t.operator = map.next_value()?,
+            2 => t.value = map.next_value()?,
+            3 => t.effect = map.next_value()?,
+            _ => t.toleration_seconds = map.next_value()?,
         }
-        let key = self.key.as_deref().unwrap_or_default();
-        if !key.is_empty() && key != taint.key {
-            return false;
+        Ok(())
+    }
+}
+
+/// `ToleratesTaint` (`k8s.io/api/core/v1`).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect = toleration.effect.as_deref().unwrap_or_default();
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or_default();
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or_default() {
+        "" | "Equal" => {
+            toleration.value.as_deref().unwrap_or_default()
+                == taint.value.as_deref().unwrap_or_default()
         }
-        match self.operator.as_deref().unwrap_or_default() {
-            "" | "Equal" => {
-                self.value.as_deref().unwrap_or_default()
-                    == taint.value.as_deref().unwrap_or_default()
-            }
-            "Exists" => true,
-            _ => false,
-        }
+        "Exists" => true,
+        _ => false,
     }
 }
 
@@ -99,99 +124,176 @@ pub fn untolerated<'t>(taints: &'t [Taint], tolerations: &[Toleration]) -> Optio
     taints
         .iter()
         .filter(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute"))
-        .find(|t| !tolerations.iter().any(|tol| tol.tolerates(t)))
+        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
 }
 
-/// A `NodeSelectorRequirement`, as written.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSelectorRequirementSpec {
-    /// The label key (or field name, in `matchFields`).
-    pub key: String,
-    /// `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`.
-    pub operator: String,
-    /// The values.
-    #[serde(default)]
-    pub values: Option<Vec<String>>,
+struct RequirementMembers;
+
+impl Members for RequirementMembers {
+    type Value = NodeSelectorRequirement;
+    // The names of apart's former structs, so that messages stay as they were.
+    const NAME: &'static str = "NodeSelectorRequirementSpec";
+    const FIELDS: &'static [&'static str] = &["key", "operator", "values"];
+    const REQUIRED: &'static [usize] = &[0, 1];
+
+    fn member<'de, A: MapAccess<'de>>(
+        r: &mut NodeSelectorRequirement,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        match field {
+            0 => r.key = map.next_value()?,
+            1 => r.operator = map.next_value()?,
+            _ => r.values = map.next_value()?,
+        }
+        Ok(())
+    }
 }
 
-/// A `NodeSelectorTerm`, as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeSelectorTermSpec {
-    /// Requirements on node labels.
-    #[serde(default)]
-    pub match_expressions: Option<Vec<NodeSelectorRequirementSpec>>,
-    /// Requirements on node fields (`metadata.name`).
-    #[serde(default)]
-    pub match_fields: Option<Vec<NodeSelectorRequirementSpec>>,
+struct NodeTermMembers;
+
+impl Members for NodeTermMembers {
+    type Value = NodeSelectorTerm;
+    const NAME: &'static str = "NodeSelectorTermSpec";
+    const FIELDS: &'static [&'static str] = &["matchExpressions", "matchFields"];
+
+    fn member<'de, A: MapAccess<'de>>(
+        t: &mut NodeSelectorTerm,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        if field == 0 {
+            t.match_expressions = strict::list::<RequirementMembers, A>(map)?;
+        } else {
+            t.match_fields = strict::list::<RequirementMembers, A>(map)?;
+        }
+        Ok(())
+    }
 }
 
-/// A `NodeSelector`, as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeSelectorSpec {
-    /// The terms, ORed.
-    #[serde(default)]
-    pub node_selector_terms: Vec<NodeSelectorTermSpec>,
+struct NodeSelectorMembers;
+
+impl Members for NodeSelectorMembers {
+    type Value = NodeSelector;
+    const NAME: &'static str = "NodeSelectorSpec";
+    const FIELDS: &'static [&'static str] = &["nodeSelectorTerms"];
+
+    fn member<'de, A: MapAccess<'de>>(
+        s: &mut NodeSelector,
+        map: &mut A,
+        _: usize,
+    ) -> Result<(), A::Error> {
+        s.node_selector_terms = map
+            .next_value::<Vec<Strict<NodeTermMembers>>>()?
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        Ok(())
+    }
 }
 
-/// `affinity.nodeAffinity` (its preferred terms only score, and are not read).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeAffinitySpec {
-    /// The hard node affinity.
-    #[serde(default)]
-    pub required_during_scheduling_ignored_during_execution: Option<NodeSelectorSpec>,
-    /// Soft node affinity: kept as written.
-    #[serde(default)]
-    pub preferred_during_scheduling_ignored_during_execution: Option<serde_json::Value>,
+/// `affinity.nodeAffinity`: its preferred terms only score, and are skipped unread.
+struct NodeAffinityMembers;
+
+impl Members for NodeAffinityMembers {
+    type Value = NodeAffinity;
+    const NAME: &'static str = "NodeAffinitySpec";
+    const FIELDS: &'static [&'static str] = &[
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "preferredDuringSchedulingIgnoredDuringExecution",
+    ];
+
+    fn member<'de, A: MapAccess<'de>>(
+        n: &mut NodeAffinity,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        if field == 0 {
+            n.required_during_scheduling_ignored_during_execution =
+                strict::optional::<NodeSelectorMembers, A>(map)?;
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
 }
 
 /// `affinity`, for its `nodeAffinity` only (the inter-pod parts are read by
 /// [`crate::kube::affinity`]).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeAffinityHolder {
-    /// `nodeAffinity`.
-    #[serde(default)]
-    pub node_affinity: Option<NodeAffinitySpec>,
+struct NodeSideMembers;
+
+impl Members for NodeSideMembers {
+    type Value = Affinity;
+    const NAME: &'static str = "NodeAffinityHolder";
+    const FIELDS: &'static [&'static str] = &["nodeAffinity"];
+    const LENIENT: bool = true;
+
+    fn member<'de, A: MapAccess<'de>>(
+        a: &mut Affinity,
+        map: &mut A,
+        _: usize,
+    ) -> Result<(), A::Error> {
+        a.node_affinity = strict::optional::<NodeAffinityMembers, A>(map)?;
+        Ok(())
+    }
 }
 
-/// A `TopologySpreadConstraint`, as written.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TopologySpreadConstraint {
-    /// The largest difference allowed between a domain's matching pods and the global
-    /// minimum (at least 1).
-    #[serde(default)]
-    pub max_skew: i64,
-    /// The node label whose values are the domains.
-    #[serde(default)]
-    pub topology_key: String,
-    /// `DoNotSchedule` (filter) or `ScheduleAnyway` (score).
-    #[serde(default)]
-    pub when_unsatisfiable: String,
-    /// The pods counted (null: none).
-    #[serde(default, deserialize_with = "crate::kube::selector::strict_selector")]
-    pub label_selector: Option<LabelSelector>,
-    /// Fewer eligible domains than this make the global minimum 0 (`DoNotSchedule` only;
-    /// absent means 1).
-    #[serde(default)]
-    pub min_domains: Option<i64>,
-    /// `Honor` (the default) or `Ignore`: count only nodes matching the pod's required node
-    /// affinity.
-    #[serde(default)]
-    pub node_affinity_policy: Option<String>,
-    /// `Honor` or `Ignore` (the default): count only nodes whose taints the pod tolerates.
-    #[serde(default)]
-    pub node_taints_policy: Option<String>,
-    /// Pod label keys whose values narrow the selector.
-    #[serde(default)]
-    pub match_label_keys: Option<Vec<String>>,
+struct SpreadMembers;
+
+impl Members for SpreadMembers {
+    type Value = TopologySpreadConstraint;
+    const NAME: &'static str = "TopologySpreadConstraint";
+    const FIELDS: &'static [&'static str] = &[
+        "maxSkew",
+        "topologyKey",
+        "whenUnsatisfiable",
+        "labelSelector",
+        "minDomains",
+        "nodeAffinityPolicy",
+        "nodeTaintsPolicy",
+        "matchLabelKeys",
+    ];
+
+    fn member<'de, A: MapAccess<'de>>(
+        c: &mut TopologySpreadConstraint,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        match field {
+            0 => {
+                c.max_skew = strict::int32(map, |n| {
+                    format!("maxSkew {n} is out of range: must be greater than zero")
+                })?
+            }
+            1 => c.topology_key = map.next_value()?,
+            2 => c.when_unsatisfiable = map.next_value()?,
+            3 => c.label_selector = strict::optional::<SelectorMembers, A>(map)?,
+            4 => {
+                c.min_domains = match map.next_value::<Option<i64>>()? {
+                    None => None,
+                    Some(n) => Some(i32::try_from(n).map_err(|_| {
+                        A::Error::custom(format!(
+                            "minDomains {n} is out of range: must be greater than zero"
+                        ))
+                    })?),
+                }
+            }
+            5 => c.node_affinity_policy = map.next_value()?,
+            6 => c.node_taints_policy = map.next_value()?,
+            _ => c.match_label_keys = map.next_value()?,
+        }
+        Ok(())
+    }
 }
 
-impl TopologySpreadConstraint {
+/// Reads `topologySpreadConstraints` from JSON text, as strictly as the API server does.
+pub fn read_spread(text: &str) -> Result<Option<Vec<TopologySpreadConstraint>>, serde_json::Error> {
+    serde_json::from_str::<Option<Vec<Strict<SpreadMembers>>>>(text)
+        .map(|v| v.map(|v| v.into_iter().map(|c| c.0).collect()))
+}
+
+/// How kube-scheduler reads a `TopologySpreadConstraint`'s members.
+pub trait SpreadConstraint {
     /// The selector kube-scheduler counts with: `labelSelector` with `key in (value)` ANDed
     /// in for each `matchLabelKeys` key the pod carries. A null selector stays null.
     ///
@@ -199,7 +301,19 @@ impl TopologySpreadConstraint {
     /// when the pod is created (`MatchLabelKeysInPodTopologySpreadSelectorMerge`), and the
     /// scheduler still ANDs them in: the same requirement twice selects the same pods, so
     /// one computation serves both a manifest and a stored pod.
-    pub fn selector_for(&self, pod_labels: &BTreeMap<String, String>) -> Selector {
+    fn selector_for(&self, pod_labels: &BTreeMap<String, String>) -> Selector;
+    /// Filters (`DoNotSchedule`) rather than scores.
+    fn is_hard(&self) -> bool;
+    /// `minDomains`, 1 when absent.
+    fn min_domains(&self) -> i64;
+    /// Counts only nodes matching the pod's required node affinity (`Honor`, the default).
+    fn honors_node_affinity(&self) -> bool;
+    /// Counts only nodes whose taints the pod tolerates (`Honor`; `Ignore` is the default).
+    fn honors_node_taints(&self) -> bool;
+}
+
+impl SpreadConstraint for TopologySpreadConstraint {
+    fn selector_for(&self, pod_labels: &BTreeMap<String, String>) -> Selector {
         let Ok(selector) = Selector::compile(self.label_selector.as_ref()) else {
             return Selector::nothing();
         };
@@ -216,23 +330,19 @@ impl TopologySpreadConstraint {
         }
     }
 
-    /// Filters (`DoNotSchedule`) rather than scores.
-    pub fn is_hard(&self) -> bool {
+    fn is_hard(&self) -> bool {
         self.when_unsatisfiable == DO_NOT_SCHEDULE
     }
 
-    /// `minDomains`, 1 when absent.
-    pub fn min_domains(&self) -> i64 {
-        self.min_domains.unwrap_or(1)
+    fn min_domains(&self) -> i64 {
+        self.min_domains.map_or(1, i64::from)
     }
 
-    /// Counts only nodes matching the pod's required node affinity (`Honor`, the default).
-    pub fn honors_node_affinity(&self) -> bool {
+    fn honors_node_affinity(&self) -> bool {
         self.node_affinity_policy.as_deref().unwrap_or(HONOR) == HONOR
     }
 
-    /// Counts only nodes whose taints the pod tolerates (`Honor`; `Ignore` is the default).
-    pub fn honors_node_taints(&self) -> bool {
+    fn honors_node_taints(&self) -> bool {
         self.node_taints_policy.as_deref().unwrap_or(IGNORE) == HONOR
     }
 }
@@ -244,14 +354,20 @@ pub struct SchedulingSpec {
     /// `nodeSelector`.
     #[serde(default)]
     pub node_selector: Option<BTreeMap<String, String>>,
-    /// `affinity` (for `nodeAffinity`).
-    #[serde(default)]
-    pub affinity: Option<NodeAffinityHolder>,
+    /// `affinity`, with only `nodeAffinity` read.
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_member::<NodeSideMembers, _>"
+    )]
+    pub affinity: Option<Affinity>,
     /// `tolerations`.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "strict::list_member::<TolerationMembers, _>"
+    )]
     pub tolerations: Option<Vec<Toleration>>,
     /// `topologySpreadConstraints`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::list_member::<SpreadMembers, _>")]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
 }
 
@@ -338,7 +454,7 @@ impl SchedulingSpec {
 }
 
 fn node_selector_problems(
-    selector: &NodeSelectorSpec,
+    selector: &NodeSelector,
     at: &JsonPath,
     report: &mut impl FnMut(JsonPath, String),
 ) {
@@ -458,7 +574,7 @@ fn spread_problems(
     at: &JsonPath,
     report: &mut impl FnMut(JsonPath, String),
 ) {
-    if !(1..=i64::from(i32::MAX)).contains(&c.max_skew) {
+    if c.max_skew < 1 {
         report(
             at.name("maxSkew"),
             format!(
@@ -489,7 +605,7 @@ fn spread_problems(
         );
     }
     if let Some(m) = c.min_domains {
-        if !(1..=i64::from(i32::MAX)).contains(&m) {
+        if m < 1 {
             report(
                 at.name("minDomains"),
                 format!("minDomains {m} is out of range: must be greater than zero"),
@@ -596,7 +712,7 @@ impl NodeRequirement {
 /// A compiled node selector term; `None` when it cannot be read (it matches nothing).
 type CompiledTerm = Option<Vec<NodeRequirement>>;
 
-fn compile_term(term: &NodeSelectorTermSpec) -> CompiledTerm {
+fn compile_term(term: &NodeSelectorTerm) -> CompiledTerm {
     let mut out = Vec::new();
     for r in term.match_expressions.iter().flatten() {
         let values: BTreeSet<String> = r.values.iter().flatten().cloned().collect();
@@ -725,11 +841,63 @@ mod tests {
     }
 
     #[test]
+    fn the_api_types_are_read_as_strictly_as_the_api_server_reads_them() {
+        let spec = |json: &str| {
+            serde_json::from_str::<SchedulingSpec>(json)
+                .map_err(|e| e.to_string().split(" at line ").next().unwrap().to_owned())
+        };
+        // k8s-openapi's own readers would skip each of these members.
+        assert_eq!(
+            spec(r#"{"tolerations": [{"key": "a", "opertor": "Exists"}]}"#).unwrap_err(),
+            "unknown field `opertor`, expected one of `key`, `operator`, `value`, `effect`, `tolerationSeconds`"
+        );
+        assert_eq!(
+            spec(r#"{"topologySpreadConstraints": [{"maxSkew": 1, "topologykey": "zone"}]}"#)
+                .unwrap_err(),
+            "unknown field `topologykey`, expected one of `maxSkew`, `topologyKey`, `whenUnsatisfiable`, `labelSelector`, `minDomains`, `nodeAffinityPolicy`, `nodeTaintsPolicy`, `matchLabelKeys`"
+        );
+        assert_eq!(
+            spec(r#"{"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"operator": "Exists"}]}]}}}}"#)
+                .unwrap_err(),
+            "missing field `key`"
+        );
+        // int32 members out of range get the range check's message, not a type error.
+        assert_eq!(
+            spec(r#"{"topologySpreadConstraints": [{"maxSkew": 4294967296}]}"#).unwrap_err(),
+            "maxSkew 4294967296 is out of range: must be greater than zero"
+        );
+        // The inter-pod members and preferred node terms are not this reader's.
+        let read = spec(
+            r#"{"affinity": {"podAntiAffinity": {"bogus": 1}, "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": "anything"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read.affinity,
+            Some(Affinity {
+                node_affinity: Some(NodeAffinity::default()),
+                ..Default::default()
+            })
+        );
+        // A snapshot's taints are read leniently: unknown members and timeAdded are skipped.
+        let taints: Vec<Taint> = lenient_taints(&mut serde_json::Deserializer::from_str(
+            r#"[{"key": "k", "effect": "NoSchedule", "timeAdded": "not a time", "x": 1}]"#,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (taints[0].key.as_str(), taints[0].effect.as_str()),
+            ("k", "NoSchedule")
+        );
+        assert_eq!(taints[0].time_added, None);
+    }
+
+    #[test]
     fn tolerations_follow_tolerates_taint() {
         let taint = |key: &str, value: Option<&str>, effect: &str| Taint {
             key: key.to_owned(),
             value: value.map(str::to_owned),
             effect: effect.to_owned(),
+            ..Default::default()
         };
         let tol: Vec<Toleration> = serde_json::from_str(
             r#"[{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"},

@@ -12,12 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use std::fmt;
-
-use serde::de::{MapAccess, Visitor};
+use serde::de::MapAccess;
 use serde::{Deserialize, Deserializer};
 
-use crate::kube::strict::{Fields, read_members};
+use crate::kube::strict::{self, Members, Strict};
 
 use crate::kube::names;
 use crate::source::path::JsonPath;
@@ -28,76 +26,57 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSel
 /// or absent is `None`) as the API server does: an unknown member is an error, which
 /// `k8s-openapi`'s own reader would skip.
 pub fn strict_selector<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LabelSelector>, D::Error> {
-    Option::<Strict<LabelSelector>>::deserialize(d).map(|s| s.map(|s| s.0))
+    Option::<Strict<SelectorMembers>>::deserialize(d).map(|s| s.map(|s| s.0))
 }
 
 /// Reads a `LabelSelector` from JSON text, strictly (see [`strict_selector`]).
 pub fn read_selector(text: &str) -> Result<LabelSelector, serde_json::Error> {
-    serde_json::from_str::<Strict<LabelSelector>>(text).map(|s| s.0)
+    serde_json::from_str::<Strict<SelectorMembers>>(text).map(|s| s.0)
 }
 
-/// A `k8s-openapi` value read strictly (see [`crate::kube::strict`]).
-pub(crate) struct Strict<T>(pub(crate) T);
+/// The strict reader of a `LabelSelector`.
+pub(crate) struct SelectorMembers;
 
-const SELECTOR_FIELDS: Fields = Fields(&["matchLabels", "matchExpressions"]);
-const REQUIREMENT_FIELDS: Fields = Fields(&["key", "operator", "values"]);
+impl Members for SelectorMembers {
+    type Value = LabelSelector;
+    // The names derive gave apart's own structs, so that messages stay as they were.
+    const NAME: &'static str = "LabelSelectorSpec";
+    const FIELDS: &'static [&'static str] = &["matchLabels", "matchExpressions"];
 
-impl<'de> Deserialize<'de> for Strict<LabelSelector> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LabelSelector;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // The message derive gave when this was apart's own struct.
-                f.write_str("struct LabelSelectorSpec")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LabelSelector, A::Error> {
-                let mut s = LabelSelector::default();
-                read_members(map, SELECTOR_FIELDS, &[], |map, i| {
-                    if i == 0 {
-                        s.match_labels = map.next_value()?;
-                    } else {
-                        s.match_expressions = map
-                            .next_value::<Option<Vec<Strict<LabelSelectorRequirement>>>>()?
-                            .map(|v| v.into_iter().map(|r| r.0).collect());
-                    }
-                    Ok(())
-                })?;
-                Ok(s)
-            }
+    fn member<'de, A: MapAccess<'de>>(
+        s: &mut LabelSelector,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        if field == 0 {
+            s.match_labels = map.next_value()?;
+        } else {
+            s.match_expressions = strict::list::<RequirementMembers, A>(map)?;
         }
-        d.deserialize_struct("LabelSelectorSpec", SELECTOR_FIELDS.0, V)
-            .map(Strict)
+        Ok(())
     }
 }
 
-impl<'de> Deserialize<'de> for Strict<LabelSelectorRequirement> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LabelSelectorRequirement;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("struct RequirementSpec")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<LabelSelectorRequirement, A::Error> {
-                let mut r = LabelSelectorRequirement::default();
-                // `key` and `operator` are required; `values` may be absent.
-                read_members(map, REQUIREMENT_FIELDS, &[0, 1], |map, i| {
-                    match i {
-                        0 => r.key = map.next_value()?,
-                        1 => r.operator = map.next_value()?,
-                        _ => r.values = map.next_value()?,
-                    }
-                    Ok(())
-                })?;
-                Ok(r)
-            }
+struct RequirementMembers;
+
+impl Members for RequirementMembers {
+    type Value = LabelSelectorRequirement;
+    const NAME: &'static str = "RequirementSpec";
+    const FIELDS: &'static [&'static str] = &["key", "operator", "values"];
+    // `values` may be absent.
+    const REQUIRED: &'static [usize] = &[0, 1];
+
+    fn member<'de, A: MapAccess<'de>>(
+        r: &mut LabelSelectorRequirement,
+        map: &mut A,
+        field: usize,
+    ) -> Result<(), A::Error> {
+        match field {
+            0 => r.key = map.next_value()?,
+            1 => r.operator = map.next_value()?,
+            _ => r.values = map.next_value()?,
         }
-        d.deserialize_struct("RequirementSpec", REQUIREMENT_FIELDS.0, V)
-            .map(Strict)
+        Ok(())
     }
 }
 

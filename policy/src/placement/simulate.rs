@@ -81,8 +81,8 @@ use serde::Serialize;
 
 use crate::error::ObjectError;
 use crate::kube::affinity::{
-    self, Affinity, AffinityProblem, NAMESPACE_NAME_LABEL, NamespaceFacts, PodFacts, Term,
-    TermScope,
+    self, Affinity, AffinityKey, AffinityProblem, NAMESPACE_NAME_LABEL, NamespaceFacts, PodFacts,
+    Term, TermScope,
 };
 use crate::kube::cluster::{Cluster, ClusterPod, Node};
 use crate::kube::object::{self, AffinitySlot, Origin};
@@ -464,26 +464,17 @@ fn affinity_base(pod: &ClusterPod) -> JsonPath {
 #[derive(PartialEq, Eq, Hash)]
 struct TermsKey<'a> {
     namespace: &'a str,
-    affinity: &'a Affinity,
+    affinity: AffinityKey<'a>,
     label_values: Vec<Option<&'a str>>,
 }
 
 impl<'a> TermsKey<'a> {
     fn of(pod: &'a ClusterPod, affinity: &'a Affinity) -> Self {
         let mut label_values = Vec::new();
-        for group in [&affinity.pod_affinity, &affinity.pod_anti_affinity]
-            .into_iter()
-            .flatten()
-        {
-            let required = group
-                .required_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten();
-            let preferred = group
-                .preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .map(|w| &w.pod_affinity_term);
+        for (_, group, _) in affinity::groups(affinity) {
+            let Some(group) = group else { continue };
+            let required = group.required().iter();
+            let preferred = group.preferred().iter().map(|w| &w.pod_affinity_term);
             for term in required.chain(preferred) {
                 let keys = term.match_label_keys.iter().flatten();
                 for key in keys.chain(term.mismatch_label_keys.iter().flatten()) {
@@ -493,7 +484,7 @@ impl<'a> TermsKey<'a> {
         }
         Self {
             namespace: &pod.namespace,
-            affinity,
+            affinity: AffinityKey(affinity),
             label_values,
         }
     }
@@ -882,15 +873,9 @@ fn gather<'a, 't>(
     let req_aff = &incoming.required_affinity;
     let req_anti = &incoming.required_anti_affinity;
     // Upstream asks whether the pod *wrote* preferred terms, not whether they compiled.
-    let written = |g: Option<&affinity::PodAffinity>| {
-        g.and_then(|g| {
-            g.preferred_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .is_some_and(|v| !v.is_empty())
-    };
-    let has_preferred =
-        written(affinity.pod_affinity.as_ref()) || written(affinity.pod_anti_affinity.as_ref());
+    let has_preferred = affinity::groups(affinity)
+        .iter()
+        .any(|(_, g, _)| g.is_some_and(|g| !g.preferred().is_empty()));
     // ignorePreferredTermsOfExistingPods skips PreScore altogether for such a pod.
     let scoring = has_preferred || !options.ignore_preferred_terms_of_existing_pods;
     let weight = |t: &Term<'_>| t.weight.unwrap_or_default();

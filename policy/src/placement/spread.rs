@@ -49,7 +49,8 @@ use serde::Serialize;
 
 use crate::kube::cluster::{ClusterPod, Node};
 use crate::kube::scheduling::{
-    self, HONOR, IGNORE, RequiredNodeAffinity, Toleration, TopologySpreadConstraint,
+    self, HONOR, IGNORE, RequiredNodeAffinity, SpreadConstraint, Toleration,
+    TopologySpreadConstraint,
 };
 use crate::kube::selector::Selector;
 use crate::placement::simulate::{Infeasible, MAX_NODE_SCORE, Reason};
@@ -345,7 +346,7 @@ impl<'p, 'c> Plugin<'p, 'c> {
             let self_match = i64::from(c.self_match);
             let matching = counts.get(value).copied().unwrap_or_default();
             let skew = matching + self_match - global_min;
-            if skew <= c.spec.max_skew {
+            if skew <= i64::from(c.spec.max_skew) {
                 continue;
             }
             let min_why = if (counts.len() as i64) < c.spec.min_domains() {
@@ -381,7 +382,7 @@ impl<'p, 'c> Plugin<'p, 'c> {
                     self_match,
                     global_min,
                     skew,
-                    max_skew: c.spec.max_skew,
+                    max_skew: c.spec.max_skew.into(),
                     eligible_domains: counts.len(),
                     min_domains: c.spec.min_domains(),
                 }),
@@ -543,7 +544,7 @@ impl<'p, 'c> Plugin<'p, 'c> {
             constraint: self.constraint_path(c).to_string(),
             topology_key: c.spec.topology_key.clone(),
             when_unsatisfiable: c.spec.when_unsatisfiable.clone(),
-            max_skew: c.spec.max_skew,
+            max_skew: c.spec.max_skew.into(),
             min_domains: c.spec.is_hard().then(|| c.spec.min_domains()),
             node_affinity_policy: if c.spec.honors_node_affinity() {
                 HONOR

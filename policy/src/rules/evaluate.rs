@@ -10,7 +10,7 @@
 //! short. Without such a term the group's term is missing, and the pod's other terms (replica
 //! spreads, terms about other groups) are left alone.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::ObjectError;
 use crate::kube::affinity::{self, NamespaceFacts, PodFacts, Term};
@@ -73,19 +73,15 @@ fn describe_pods(source: &PodSource) -> String {
 
 /// The term apart would write for a group, in the shape the rule asks for.
 pub(crate) fn rule_term(policy: &Policy, group: &PeerGroup) -> Value {
-    let mut term = serde_json::Map::new();
-    term.insert("labelSelector".into(), json!(group.label_selector));
-    if !group.namespaces.is_empty() {
-        term.insert("namespaces".into(), json!(group.namespaces));
-    }
-    if let Some((_, spec)) = &group.namespace_selector {
-        term.insert("namespaceSelector".into(), json!(spec));
-    }
-    term.insert("topologyKey".into(), json!(policy.topology_key));
-    match policy.strength {
-        Strength::Required => Value::Object(term),
-        Strength::Preferred => json!({"weight": policy.weight, "podAffinityTerm": term}),
-    }
+    let term = affinity::PodAffinityTerm {
+        label_selector: Some(group.label_selector.clone()),
+        namespaces: (!group.namespaces.is_empty())
+            .then(|| group.namespaces.iter().cloned().collect()),
+        namespace_selector: group.namespace_selector.as_ref().map(|(_, s)| s.clone()),
+        topology_key: policy.topology_key.clone(),
+        ..Default::default()
+    };
+    mutate::written_term(policy, term)
 }
 
 fn list_name(strength: Strength) -> &'static str {
@@ -342,7 +338,7 @@ impl Check<'_> {
             if j.selector_unseen {
                 match (&term.spec.namespace_selector, &group.namespace_selector) {
                     (None, Some((_, spec))) => {
-                        repair.namespace_selector = Some(json!(spec));
+                        repair.namespace_selector = Some(mutate::written_selector(spec));
                         adds_scope = true;
                     }
                     // Two selectors cannot be merged into one term: add a new term instead.

@@ -4,10 +4,70 @@
 //! that cannot see its peers, a higher weight. Nothing the user wrote is removed or weakened,
 //! and a repaired object evaluates clean, so applying the fix twice changes nothing.
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::kube::affinity::{PodAffinityTerm, WeightedPodAffinityTerm};
+use crate::kube::selector::LabelSelector;
 use crate::rules::finding::PatchOp;
+use crate::rules::policy::{Policy, Strength};
 use crate::source::path::{JsonPath, Segment};
+
+/// The term a rule writes, in the rule's strength: the `k8s-openapi` `PodAffinityTerm`, or a
+/// `WeightedPodAffinityTerm` with the rule's weight around it.
+pub(crate) fn written_term(policy: &Policy, term: PodAffinityTerm) -> Value {
+    match policy.strength {
+        Strength::Required => api_value(&term),
+        Strength::Preferred => api_value(&WeightedPodAffinityTerm {
+            // A compiled policy's weight is 1 to 100.
+            weight: i32::try_from(policy.weight.clamp(1, 100)).unwrap_or(100),
+            pod_affinity_term: term,
+        }),
+    }
+}
+
+/// A `LabelSelector` as a repair writes it.
+pub(crate) fn written_selector(selector: &LabelSelector) -> Value {
+    api_value(selector)
+}
+
+/// Members in the order people write them (and the API server returns them: `weight` before
+/// `podAffinityTerm`, `matchLabels` before `matchExpressions`), where `k8s-openapi`
+/// serialises them alphabetically; a repair's diff then reads like a hand-written term.
+const WRITTEN_ORDER: &[&str] = &[
+    "weight",
+    "podAffinityTerm",
+    "labelSelector",
+    "namespaces",
+    "namespaceSelector",
+    "topologyKey",
+    "matchLabels",
+    "matchExpressions",
+];
+
+fn api_value<T: Serialize>(value: &T) -> Value {
+    // The API types serialise to JSON objects of strings, numbers and lists: never an error.
+    ordered(serde_json::to_value(value).unwrap_or_default())
+}
+
+fn ordered(value: Value) -> Value {
+    match value {
+        Value::Object(mut members) => {
+            let mut out = Map::with_capacity(members.len());
+            for key in WRITTEN_ORDER {
+                if let Some((k, v)) = members.shift_remove_entry(*key) {
+                    out.insert(k, ordered(v));
+                }
+            }
+            for (k, v) in members {
+                out.insert(k, ordered(v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(ordered).collect()),
+        other => other,
+    }
+}
 
 /// How to repair one rule's findings on one pod source.
 #[derive(Debug, Clone)]

@@ -34,9 +34,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::kube::affinity::{NamespaceFacts, Term};
+use crate::kube::affinity::{NamespaceFacts, PodAffinityTerm, Term};
 use crate::kube::object::PodSource;
 use crate::kube::scheduling::{DO_NOT_SCHEDULE, SCHEDULE_ANYWAY, TopologySpreadConstraint};
 use crate::kube::selector::{LabelSelector, Selector};
@@ -124,14 +124,12 @@ pub(crate) fn own_selector(source: &PodSource) -> LabelSelector {
 /// namespace wherever the manifest is applied (a listed name would go stale under
 /// `kubectl apply -n`).
 pub(crate) fn rule_term(policy: &Policy, source: &PodSource) -> Value {
-    let term = json!({
-        "labelSelector": own_selector(source),
-        "topologyKey": policy.topology_key,
-    });
-    match policy.strength {
-        Strength::Required => term,
-        Strength::Preferred => json!({"weight": policy.weight, "podAffinityTerm": term}),
-    }
+    let term = PodAffinityTerm {
+        label_selector: Some(own_selector(source)),
+        topology_key: policy.topology_key.clone(),
+        ..Default::default()
+    };
+    crate::rules::mutate::written_term(policy, term)
 }
 
 /// Keys in `matchLabelKeys` that narrow to one revision (controller keys the template does
@@ -370,6 +368,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::kube::object::{AffinitySlot, Origin};
+    use serde_json::json;
 
     fn source(labels: &[(&str, &str)]) -> PodSource {
         PodSource {
