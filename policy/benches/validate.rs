@@ -72,7 +72,10 @@ fn main() {
         default_namespace: "default",
         namespaces: &facts,
     };
-    println!("{:<52} {:>10} {:>9}", "object, policy", "median µs", "findings");
+    println!(
+        "{:<52} {:>10} {:>9}",
+        "object, policy", "median µs", "findings"
+    );
     let mut rows: Vec<(&str, &PolicySet, &str)> = vec![
         ("StatefulSet, validate", &validate, &statefulset),
         ("StatefulSet, mutate", &mutate, &statefulset),
@@ -80,7 +83,11 @@ fn main() {
         ("HelmRelease, mutate", &mutate, &helmrelease),
     ];
     if let Some(q) = &query {
-        rows.push(("HelmRelease, mutate, query $.spec.values..server", q, &helmrelease));
+        rows.push((
+            "HelmRelease, mutate, query $.spec.values..server",
+            q,
+            &helmrelease,
+        ));
     }
     for (name, set, object) in rows {
         let found = set
