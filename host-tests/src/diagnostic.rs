@@ -37,6 +37,9 @@ pub enum Diagnostic {
     /// Wrong use of the command line.
     #[error("{0}")]
     Usage(String),
+    /// A policy the Gatekeeper Rego cannot check as the engine does (`apart gatekeeper`).
+    #[error(transparent)]
+    Gatekeeper(#[from] crate::ship::gatekeeper::Unsupported),
     /// A registry push or pull that failed (`apart push`, `apart pull`).
     #[error(transparent)]
     Registry(#[from] crate::ship::oci::OciError),

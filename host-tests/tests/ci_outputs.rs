@@ -19,6 +19,7 @@ const GOLDEN_CASES: &[&str] = &[
     "real-one-diagnosis-per-term",
     "kind-job-mutate",
     "ns-scope-namespaces-list",
+    "helmrelease-query-components-map",
 ];
 
 /// `apart check -o FORMAT` of a case folder's inputs, from the repository root (so paths

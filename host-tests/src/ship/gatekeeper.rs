@@ -74,6 +74,52 @@ const AFFINITY_LOCATIONS: [(&str, &str, &[&str], &str); 5] = [
     ),
 ];
 
+/// A policy the ConstraintTemplate's Rego cannot check exactly as the engine does: it is
+/// refused when the Gatekeeper resources are generated, rather than checked differently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{target}: {field} {query:?} cannot be checked by the Gatekeeper ConstraintTemplate: {why}; the Kubewarden module and apart check read it (or write one value target per component, each with a singular path)"
+)]
+pub struct Unsupported {
+    /// `policy NAME, valueTargets[i]`.
+    pub target: String,
+    /// `affinityPath`, `namespacePath` or `podLabelsPath`.
+    pub field: &'static str,
+    /// The query as written.
+    pub query: String,
+    /// What the Rego supports.
+    pub why: &'static str,
+}
+
+const SINGULAR_ONLY: &str = "its Rego reads a value target at a singular path only (names and non-negative indexes from $, e.g. $.spec.values.server.affinity), not a query with wildcards, descendants, filters, slices, negative indexes or @";
+
+/// Can the Rego check `policy` as the engine does? Every value target must name its affinity
+/// and namespace by singular paths, and its labels by `podLabels` alone.
+pub fn supported(policy: &Policy) -> Result<(), Unsupported> {
+    for t in &policy.value_targets {
+        let refuse = |field, query: &apart_policy::source::query::Query, why| Unsupported {
+            target: t.label.clone(),
+            field,
+            query: query.text().to_owned(),
+            why,
+        };
+        if t.affinity_path.singular().is_none() {
+            return Err(refuse("affinityPath", &t.affinity_path, SINGULAR_ONLY));
+        }
+        if let Some(q) = t.namespace_path.as_ref().filter(|q| q.singular().is_none()) {
+            return Err(refuse("namespacePath", q, SINGULAR_ONLY));
+        }
+        if let Some(q) = &t.pod_labels_path {
+            return Err(refuse(
+                "podLabelsPath",
+                q,
+                "its Rego takes a value target's pod labels from podLabels only",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One generated file: its name inside the output folder and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {
@@ -116,6 +162,7 @@ fn location(path: &JsonPath) -> Option<String> {
 /// `derived`: what the Rego reads instead of working it out per request (see `fn derived`).
 pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
     let policy = set.policies().get(index)?;
+    supported(policy).ok()?;
     let settings = set.settings();
     let document = settings.pointer(&format!("/policies/{index}"))?;
     let mut p = Map::new();
@@ -170,9 +217,11 @@ pub fn parameters(set: &PolicySet, index: usize) -> Option<Value> {
             if let Some(n) = &t.name {
                 m.insert("name".into(), json!(n));
             }
-            m.insert("affinityPath".into(), json!(t.affinity_path.to_string()));
-            m.insert("affinityKeys".into(), path_keys(&t.affinity_path));
-            if let Some(np) = &t.namespace_path {
+            // Singular, as `supported` has checked.
+            let affinity = t.affinity_path.singular().cloned().unwrap_or_default();
+            m.insert("affinityPath".into(), json!(affinity.to_string()));
+            m.insert("affinityKeys".into(), path_keys(&affinity));
+            if let Some(np) = t.namespace_path.as_ref().and_then(|q| q.singular()) {
                 m.insert("namespaceKeys".into(), path_keys(np));
             }
             if let Some(d) = &t.default_namespace {
@@ -560,7 +609,7 @@ pub fn mutators(set: &PolicySet, index: usize) -> Vec<Value> {
         ));
     }
     for (i, t) in policy.value_targets.iter().enumerate() {
-        let Some(affinity) = location(&t.affinity_path) else {
+        let Some(affinity) = t.affinity_path.singular().and_then(location) else {
             continue;
         };
         let (group, version) = t
@@ -644,8 +693,11 @@ pub fn sample(set: &PolicySet, index: usize, allowed: bool) -> Option<Value> {
     }))
 }
 
-/// Every generated file, in a stable order.
-pub fn generate(set: &PolicySet) -> Vec<File> {
+/// Every generated file, in a stable order; a policy the Rego cannot check is refused.
+pub fn generate(set: &PolicySet) -> Result<Vec<File>, Unsupported> {
+    for policy in set.policies() {
+        supported(policy)?;
+    }
     let mut files = vec![File {
         name: "template.yaml".to_owned(),
         text: template_yaml(),
@@ -699,7 +751,7 @@ pub fn generate(set: &PolicySet) -> Vec<File> {
             "tests": tests
         })),
     });
-    files
+    Ok(files)
 }
 
 /// Writes the generated files under `dir` (created as needed); returns their paths.
@@ -712,7 +764,7 @@ pub fn write_dir(
         message: e.to_string(),
     };
     let mut written = Vec::new();
-    for file in generate(set) {
+    for file in generate(set)? {
         let path = dir.join(&file.name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;

@@ -27,6 +27,7 @@ use crate::placement::colocation::{Placement, Subject};
 use crate::rules::finding::ObjectRef;
 use crate::rules::policy::ValueTarget;
 use crate::source::path::JsonPath;
+use crate::source::query::Selection;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -343,6 +344,12 @@ pub enum AffinitySlot {
         path: JsonPath,
         /// What is wrong.
         message: String,
+    },
+    /// A value target's affinity query (not a singular path) selects nothing in the object:
+    /// the subject has no affinity, and no concrete place a fix could write one.
+    Unselected {
+        /// The query, as written.
+        query: String,
     },
 }
 
@@ -672,37 +679,7 @@ pub fn read_view(
     if !matching.is_empty() {
         let whole: Value = whole()?;
         for (policy, target) in matching {
-            let pod_namespace = target
-                .namespace_path
-                .as_ref()
-                .and_then(|p| p.get(&whole))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| target.default_namespace.clone())
-                .unwrap_or_else(|| namespace.clone());
-            let affinity = match target.affinity_path.get(&whole) {
-                None | Some(Value::Null) => AffinitySlot::Absent,
-                Some(v) => {
-                    let text = v.to_string();
-                    read_affinity(
-                        RawValue::from_string(text).ok().as_deref(),
-                        &target.affinity_path,
-                    )
-                }
-            };
-            sources.push(PodSource {
-                namespace: pod_namespace,
-                labels: target.pod_labels.clone(),
-                affinity,
-                affinity_path: target.affinity_path.clone(),
-                replicas: None,
-                controller_keys: &[],
-                origin: Origin::ValueTarget { policy: *policy },
-                spread: Vec::new(),
-                spread_path: target.affinity_path.clone(),
-                workload_selector: None,
-                workload: false,
-            });
+            target_sources(*policy, target, &whole, &namespace, &mut sources)?;
         }
         value = Some(whole);
     }
@@ -711,6 +688,182 @@ pub fn read_view(
         sources,
         value,
     })
+}
+
+/// The node holding the affinity at `path` (its parent), with its path, when it is there.
+fn holder<'v>(path: &JsonPath, whole: &'v Value) -> Option<(JsonPath, &'v Value)> {
+    let mut parent = path.clone();
+    if !parent.pop() {
+        return None;
+    }
+    let value = parent.get(whole)?;
+    Some((parent, value))
+}
+
+/// `$.a = "x", $.b = 3`: matches for a message, each value cut when long.
+fn describe_matches(found: &[(JsonPath, &Value)]) -> String {
+    found
+        .iter()
+        .map(|(p, v)| format!("{p} = {}", names::shortened(&v.to_string())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The one distinct value `query` selects for a subject (`None`: nothing selected); several
+/// different ones are an error naming the query and what it selected.
+fn one_value<'v>(
+    target: &ValueTarget,
+    field: &str,
+    what: &str,
+    query: &crate::source::query::Query,
+    whole: &'v Value,
+    holder: Option<(&JsonPath, &'v Value)>,
+    subject: &JsonPath,
+) -> Result<Option<(JsonPath, &'v Value)>, ObjectError> {
+    let found = query.values(whole, holder);
+    let mut distinct: Vec<&(JsonPath, &Value)> = Vec::new();
+    for m in &found {
+        if !distinct.iter().any(|d| d.1 == m.1) {
+            distinct.push(m);
+        }
+    }
+    match distinct.as_slice() {
+        [] => Ok(None),
+        [(path, value)] => Ok(Some((path.clone(), value))),
+        _ => Err(ObjectError {
+            message: format!(
+                "cannot read the object: {}: {field} {} selects {} different {what} for the pods whose affinity is at {subject}: {}; a subject has one: narrow the query (a query starting with @ reads at the node holding the affinity, e.g. @.namespace)",
+                target.label,
+                query.text(),
+                distinct.len(),
+                describe_matches(&found)
+            ),
+        }),
+    }
+}
+
+/// The pods' namespace and labels for the subject whose affinity is at `subject`.
+fn target_pods(
+    target: &ValueTarget,
+    whole: &Value,
+    namespace: &str,
+    subject: Option<&JsonPath>,
+) -> Result<(String, BTreeMap<String, String>), ObjectError> {
+    let held = subject.and_then(|s| holder(s, whole));
+    let held = held.as_ref().map(|(p, v)| (p, *v));
+    let shown = subject.cloned().unwrap_or_default();
+    let pod_namespace = match &target.namespace_path {
+        None => None,
+        Some(q) => match one_value(
+            target,
+            "namespacePath",
+            "namespaces",
+            q,
+            whole,
+            held,
+            &shown,
+        )? {
+            None => None,
+            Some((_, Value::String(ns))) => Some(ns.clone()),
+            Some((path, other)) => {
+                return Err(ObjectError {
+                    message: format!(
+                        "cannot read the object: {}: namespacePath {} selects {path} = {}, which is not a namespace name (a string)",
+                        target.label,
+                        q.text(),
+                        names::shortened(&other.to_string())
+                    ),
+                });
+            }
+        },
+    };
+    let pod_namespace = pod_namespace
+        .or_else(|| target.default_namespace.clone())
+        .unwrap_or_else(|| namespace.to_owned());
+    let mut labels = target.pod_labels.clone();
+    if let Some(q) = &target.pod_labels_path
+        && let Some((path, found)) = one_value(
+            target,
+            "podLabelsPath",
+            "label sets",
+            q,
+            whole,
+            held,
+            &shown,
+        )?
+    {
+        let read = found.as_object().and_then(|m| {
+            m.iter()
+                .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect::<Option<Vec<_>>>()
+        });
+        let Some(read) = read else {
+            return Err(ObjectError {
+                message: format!(
+                    "cannot read the object: {}: podLabelsPath {} selects {path} = {}, which is not a map of label names to string values",
+                    target.label,
+                    q.text(),
+                    names::shortened(&found.to_string())
+                ),
+            });
+        };
+        labels.extend(read);
+    }
+    Ok((pod_namespace, labels))
+}
+
+/// Where each subject of a value target is in `whole` (for a query that selects none, where
+/// it points instead).
+fn subject_paths(target: &ValueTarget, whole: &Value) -> Vec<JsonPath> {
+    match target.affinity_path.subjects(whole) {
+        Selection::Subjects(s) => s.into_iter().map(|(p, _)| p).collect(),
+        Selection::Nothing(at) => vec![at],
+    }
+}
+
+/// The pod sources of one value target in an object read whole: one per subject its
+/// affinity query selects, or, when a query that is not singular selects none, one whose
+/// affinity is [`AffinitySlot::Unselected`].
+fn target_sources(
+    policy: usize,
+    target: &ValueTarget,
+    whole: &Value,
+    namespace: &str,
+    sources: &mut Vec<PodSource>,
+) -> Result<(), ObjectError> {
+    let source = |namespace: String, labels, affinity, path: JsonPath| PodSource {
+        namespace,
+        labels,
+        affinity,
+        affinity_path: path.clone(),
+        replicas: None,
+        controller_keys: &[],
+        origin: Origin::ValueTarget { policy },
+        spread: Vec::new(),
+        spread_path: path,
+        workload_selector: None,
+        workload: false,
+    };
+    match target.affinity_path.subjects(whole) {
+        Selection::Subjects(subjects) => {
+            for (path, found) in subjects {
+                let affinity = match found {
+                    None | Some(Value::Null) => AffinitySlot::Absent,
+                    Some(v) => read_affinity_text(&v.to_string(), &path),
+                };
+                let (ns, labels) = target_pods(target, whole, namespace, Some(&path))?;
+                sources.push(source(ns, labels, affinity, path));
+            }
+        }
+        Selection::Nothing(at) => {
+            let (ns, labels) = target_pods(target, whole, namespace, None)?;
+            let affinity = AffinitySlot::Unselected {
+                query: target.affinity_path.text().to_owned(),
+            };
+            sources.push(source(ns, labels, affinity, at));
+        }
+    }
+    Ok(())
 }
 
 /// What an UPDATE did to one pod source of its object.
@@ -847,22 +1000,193 @@ pub fn update_changes(
         let new = whole()?;
         let before = serde_json::from_slice::<Value>(old.get().as_bytes()).ok();
         for target in matching {
-            let same = |path: Option<&JsonPath>| match (path, &before) {
-                (None, Some(_)) => true,
-                // Absent and null are the same to the API server (and to the Rego).
-                (Some(p), Some(before)) => {
-                    p.get(&new).filter(|v| !v.is_null()) == p.get(before).filter(|v| !v.is_null())
+            let Some(before) = &before else {
+                // Without a readable oldObject, every subject counts as changed.
+                for path in subject_paths(target, &new) {
+                    changes.push(SourceChange {
+                        scope: path.clone(),
+                        affinity_path: path,
+                        unchanged: false,
+                        immutable: false,
+                    });
                 }
-                (_, None) => false,
+                continue;
             };
-            changes.push(SourceChange {
-                scope: target.affinity_path.clone(),
-                affinity_path: target.affinity_path.clone(),
-                unchanged: same(Some(&target.affinity_path))
-                    && same(target.namespace_path.as_ref()),
-                immutable: false,
-            });
+            // What a query reads for the subject at `path` (none: a query that selected no
+            // subject), compared as it reads in both objects; absent and null are the same to
+            // the API server (and to the Rego).
+            let same = |query: Option<&crate::source::query::Query>, path: Option<&JsonPath>| {
+                let Some(query) = query else {
+                    return true;
+                };
+                let read = |object: &Value| -> Vec<Value> {
+                    let held = path.and_then(|p| holder(p, object));
+                    query
+                        .values(object, held.as_ref().map(|(p, v)| (p, *v)))
+                        .into_iter()
+                        .map(|(_, v)| v.clone())
+                        .collect()
+                };
+                read(&new) == read(before)
+            };
+            let pods_same = |path: Option<&JsonPath>| {
+                same(target.namespace_path.as_ref(), path)
+                    && same(target.pod_labels_path.as_ref(), path)
+            };
+            match target.affinity_path.subjects(&new) {
+                Selection::Subjects(subjects) => {
+                    for (path, _) in subjects {
+                        let unchanged = path.get(&new).filter(|v| !v.is_null())
+                            == path.get(before).filter(|v| !v.is_null())
+                            && pods_same(Some(&path));
+                        changes.push(SourceChange {
+                            scope: path.clone(),
+                            affinity_path: path,
+                            unchanged,
+                            immutable: false,
+                        });
+                    }
+                }
+                Selection::Nothing(at) => {
+                    let unchanged =
+                        matches!(target.affinity_path.subjects(before), Selection::Nothing(_))
+                            && pods_same(None);
+                    changes.push(SourceChange {
+                        scope: at.clone(),
+                        affinity_path: at,
+                        unchanged,
+                        immutable: false,
+                    });
+                }
+            }
         }
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::rules::policy::PolicySet;
+
+    fn set(target: &str) -> PolicySet {
+        let mut set = PolicySet::default();
+        set.parse_into(
+            &format!(
+                "apiVersion: apart.dev/v1alpha1\nkind: DecorrelationPolicy\nmetadata: {{name: p}}\nspec:\n  subject: {{labelSelector: {{matchLabels: {{app: a}}}}}}\n  apartFrom: [{{namespaces: [x], labelSelector: {{matchLabels: {{app: b}}}}}}]\n  valueTargets:\n    - {{apiVersion: v1, kind: Chart, {target}}}\n"
+            ),
+            "p.yaml",
+        )
+        .unwrap();
+        set
+    }
+
+    fn sources(set: &PolicySet, object: &str) -> Result<Vec<PodSource>, ObjectError> {
+        read(object.as_bytes(), "default", &set.value_targets()).map(|r| r.sources)
+    }
+
+    const CHART: &str = r#"{"apiVersion": "v1", "kind": "Chart", "metadata": {"name": "c", "namespace": "own"},
+        "values": {"server": {"namespace": "s", "labels": {"tier": "web"}, "affinity": {}},
+                   "worker": {"labels": {"app": "w"}}, "name": "x"}}"#;
+
+    #[test]
+    fn every_holder_is_a_source_at_its_concrete_path() {
+        let set = set(
+            "affinityPath: '$.values.*.affinity', namespacePath: '@.namespace', podLabels: {app: a}, podLabelsPath: '@.labels'",
+        );
+        let sources = sources(&set, CHART).unwrap();
+        type Seen<'a> = (String, &'a str, Vec<(&'a str, &'a str)>, bool);
+        let seen: Vec<Seen<'_>> = sources
+            .iter()
+            .map(|s| {
+                (
+                    s.affinity_path.to_string(),
+                    s.namespace.as_str(),
+                    s.labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                    matches!(s.affinity, AffinitySlot::Present(_)),
+                )
+            })
+            .collect();
+        // Labels read are merged over podLabels, the object's value winning; a holder without
+        // a namespace of its own falls back to the object's.
+        assert_eq!(
+            seen,
+            [
+                (
+                    "$.values.server.affinity".to_owned(),
+                    "s",
+                    vec![("app", "a"), ("tier", "web")],
+                    true
+                ),
+                (
+                    "$.values.worker.affinity".to_owned(),
+                    "own",
+                    vec![("app", "w")],
+                    false
+                ),
+            ]
+        );
+        assert!(
+            sources
+                .iter()
+                .all(|s| s.origin == Origin::ValueTarget { policy: 0 })
+        );
+    }
+
+    #[test]
+    fn a_query_that_selects_nothing_is_one_unselected_source() {
+        let found = sources(
+            &set("affinityPath: '$.values.components[*].affinity', podLabels: {app: a}"),
+            CHART,
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].affinity_path.to_string(), "$.values");
+        assert!(matches!(
+            &found[0].affinity,
+            AffinitySlot::Unselected { query } if query == "$.values.components[*].affinity"
+        ));
+        // A singular path that is not there is an absent affinity at that path, as always.
+        let found = sources(
+            &set("affinityPath: '$.values.db.affinity', podLabels: {app: a}"),
+            CHART,
+        )
+        .unwrap();
+        assert_eq!(found[0].affinity_path.to_string(), "$.values.db.affinity");
+        assert!(matches!(found[0].affinity, AffinitySlot::Absent));
+    }
+
+    #[test]
+    fn namespaces_and_labels_must_be_one_value_of_their_type() {
+        let error = |target: &str| sources(&set(target), CHART).unwrap_err().message;
+        let two = error(
+            "affinityPath: '$.values.server.affinity', namespacePath: '$..namespace', podLabels: {}",
+        );
+        assert!(two.contains("policy p, valueTargets[0]: namespacePath $..namespace selects 2 different namespaces for the pods whose affinity is at $.values.server.affinity: $.metadata.namespace = \"own\", $.values.server.namespace = \"s\""), "{two}");
+        let not_string = error(
+            "affinityPath: '$.values.server.affinity', namespacePath: '$.values.server', podLabels: {}",
+        );
+        assert!(
+            not_string.contains("namespacePath $.values.server selects $.values.server = {"),
+            "{not_string}"
+        );
+        let not_labels =
+            error("affinityPath: '$.values.server.affinity', podLabelsPath: '$.values.name'");
+        assert!(
+            not_labels.contains(
+                "podLabelsPath $.values.name selects $.values.name = \"x\", which is not a map"
+            ),
+            "{not_labels}"
+        );
+        // The same value at two places is one namespace.
+        let twice = set(
+            "affinityPath: '$.values.server.affinity', namespacePath: '$.values..namespace', podLabels: {}",
+        );
+        let chart = CHART.replace(r#""name": "x""#, r#""copy": {"namespace": "s"}"#);
+        assert_eq!(sources(&twice, &chart).unwrap()[0].namespace, "s");
+    }
 }

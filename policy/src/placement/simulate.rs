@@ -207,7 +207,8 @@ impl IncomingPod {
             return Err(SimulateError::NotAPod { kind });
         };
         let affinity = match source.affinity {
-            AffinitySlot::Absent => None,
+            // A pod template's affinity is never a value target's unselected one.
+            AffinitySlot::Absent | AffinitySlot::Unselected { .. } => None,
             AffinitySlot::Present(a) => Some(a),
             AffinitySlot::Unreadable { path, message } => {
                 return Err(SimulateError::InvalidAffinity {

@@ -125,6 +125,10 @@ impl Check<'_> {
                 );
                 return;
             }
+            AffinitySlot::Unselected { query } => {
+                self.unselected(source, query);
+                return;
+            }
         };
         let pod = PodFacts {
             namespace: &source.namespace,
@@ -202,6 +206,33 @@ impl Check<'_> {
                 self.plans.push((first..self.findings.len(), plan));
             }
         }
+    }
+
+    /// A value target whose affinity query selects nothing in the object: the subject's pods
+    /// have no affinity, and there is no concrete place a repair could write one, so one
+    /// finding says so, with no fix. (`self: true` groups judge workloads only, never value
+    /// targets.)
+    fn unselected(&mut self, source: &PodSource, query: &str) {
+        let groups: Vec<String> = self
+            .policy
+            .peers
+            .iter()
+            .filter(|g| !g.own_replicas)
+            .map(PeerGroup::describe)
+            .collect();
+        if groups.is_empty() {
+            return;
+        }
+        self.finding(
+            Code::MissingAntiAffinity,
+            &source.affinity_path,
+            format!(
+                "{} get their affinity from the value target's affinityPath {query}, which selects nothing in this object, so no podAntiAffinity term keeps them apart from {} on {}: write the affinity where the query selects it, or correct the query (apart cannot add it: the query names no place to write)",
+                describe_pods(source),
+                groups.join(" or "),
+                self.policy.topology_key
+            ),
+        );
     }
 
     /// A `self: true` group: the workload's replicas apart from each other, by an

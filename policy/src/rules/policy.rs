@@ -13,6 +13,7 @@ use crate::error::{InvalidField, PolicyError};
 use crate::kube::names;
 use crate::kube::selector::{LabelSelector, Selector};
 use crate::source::path::JsonPath;
+use crate::source::query::Query;
 
 /// `apiVersion` of the document.
 pub const API_VERSION: &str = "apart.dev/v1alpha1";
@@ -169,16 +170,22 @@ pub struct ValueTargetSpec {
     /// Only the object with this name, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Singular JSONPath of the affinity.
+    /// JSONPath query (RFC 9535) of the affinity: every node it selects is a subject.
     pub affinity_path: String,
-    /// Singular JSONPath of the rendered pods' namespace.
+    /// JSONPath query of the rendered pods' namespace (`@...`: at the node holding the
+    /// affinity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_path: Option<String>,
-    /// Namespace when `namespacePath` is absent in the object.
+    /// Namespace when `namespacePath` selects nothing in the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_namespace: Option<String>,
     /// Labels the rendered pods will carry.
-    pub pod_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    /// JSONPath query of more labels, read from the object (`@...`: at the node holding the
+    /// affinity) and merged over `podLabels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels_path: Option<String>,
 }
 
 /// A peer group, compiled.
@@ -247,14 +254,18 @@ pub struct ValueTarget {
     pub kind: String,
     /// Name to match.
     pub name: Option<String>,
-    /// Where the affinity is.
-    pub affinity_path: JsonPath,
+    /// Where the affinities are: each node the query selects is a subject.
+    pub affinity_path: Query,
     /// Where the namespace is.
-    pub namespace_path: Option<JsonPath>,
+    pub namespace_path: Option<Query>,
     /// Fallback namespace.
     pub default_namespace: Option<String>,
-    /// The rendered pods' labels.
+    /// The rendered pods' labels (those `pod_labels_path` reads are merged over them).
     pub pod_labels: BTreeMap<String, String>,
+    /// Where more of the pods' labels are.
+    pub pod_labels_path: Option<Query>,
+    /// `policy NAME, valueTargets[i]`: what messages about an object call the target.
+    pub label: String,
 }
 
 /// A compiled policy.
@@ -469,27 +480,53 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
     let mut value_targets = Vec::new();
     for (i, t) in spec.value_targets.iter().flatten().enumerate() {
         let base = format!("$.spec.valueTargets[{i}]");
-        let path = |field: &str, text: &str| {
-            JsonPath::parse(text)
-                .map_err(|e| InvalidField::new(at(&format!("{base}.{field}")), e.to_string()))
-        };
         if t.api_version.is_empty() || t.kind.is_empty() {
             return Err(InvalidField::new(
                 at(&base),
                 "apiVersion and kind must not be empty".to_owned(),
             ));
         }
-        let affinity_path = path("affinityPath", &t.affinity_path)?;
+        // Parsed once here, never per object; a query that no object of the kind can match
+        // is refused now rather than found silently clean later.
+        let path = |field: &str, text: &str, relative: bool| {
+            let field = at(&format!("{base}.{field}"));
+            let parsed = if relative {
+                Query::parse_relative(text)
+            } else {
+                Query::parse(text)
+            };
+            let query = parsed.map_err(|e| InvalidField::new(field.clone(), e.to_string()))?;
+            match query.impossible(&t.kind) {
+                Some(why) => Err(InvalidField::new(
+                    field,
+                    format!("the JSONPath {text:?} can never select anything: {why}"),
+                )),
+                None => Ok(query),
+            }
+        };
+        let affinity_path = path("affinityPath", &t.affinity_path, false)?;
         let namespace_path = t
             .namespace_path
             .as_deref()
-            .map(|p| path("namespacePath", p))
+            .map(|p| path("namespacePath", p, true))
             .transpose()?;
+        let pod_labels_path = t
+            .pod_labels_path
+            .as_deref()
+            .map(|p| path("podLabelsPath", p, true))
+            .transpose()?;
+        if t.pod_labels.is_none() && pod_labels_path.is_none() {
+            return Err(InvalidField::new(
+                at(&format!("{base}.podLabels")),
+                "podLabels is required: the labels the rendered pods carry (or podLabelsPath, a JSONPath to read them from the object)".to_owned(),
+            ));
+        }
+        let pod_labels = t.pod_labels.clone().unwrap_or_default();
         if let Some(ns) = &t.default_namespace {
             names::namespace(ns)
                 .map_err(|m| InvalidField::new(at(&format!("{base}.defaultNamespace")), m))?;
         }
-        for (k, v) in &t.pod_labels {
+        for (k, v) in &pod_labels {
             names::label_key(k)
                 .and_then(|()| names::label_value(v))
                 .map_err(|m| InvalidField::new(at(&format!("{base}.podLabels")).name(k), m))?;
@@ -501,7 +538,9 @@ fn compile_document(doc: &PolicyDocument) -> Result<Policy, InvalidField> {
             affinity_path,
             namespace_path,
             default_namespace: t.default_namespace.clone(),
-            pod_labels: t.pod_labels.clone(),
+            pod_labels,
+            pod_labels_path,
+            label: format!("policy {}, valueTargets[{i}]", doc.metadata.name),
         });
     }
     Ok(Policy {
@@ -837,14 +876,69 @@ mod tests {
         assert!(error(&format!("{GOOD}---\n{GOOD}")).contains("already defined"));
         assert!(error(&GOOD.replace("    - namespaces: [flux-system]\n      labelSelector: {matchLabels: {x: y}}\n", "    []\n").replace("apartFrom:\n    []", "apartFrom: []")).contains("apartFrom is empty"));
         assert!(error("").contains("no DecorrelationPolicy"));
-        let jsonpath = format!(
-            "{GOOD}  valueTargets:\n    - {{apiVersion: v1, kind: X, affinityPath: '$..affinity', podLabels: {{app: a}}}}\n"
+        let target = |fields: &str| {
+            format!("{GOOD}  valueTargets:\n    - {{apiVersion: v1, kind: X, {fields}}}\n")
+        };
+        let jsonpath = target("affinityPath: '$..', podLabels: {app: a}");
+        assert_eq!(
+            error(&jsonpath),
+            "p.yaml:11: $.spec.valueTargets[0].affinityPath: invalid JSONPath \"$..\" at character 3: expected bracketed selection, wildcard selector, or a letter"
         );
         assert!(
-            error(&jsonpath)
-                .contains("p.yaml:11: $.spec.valueTargets[0].affinityPath: invalid JSONPath"),
-            "{}",
-            error(&jsonpath)
+            error(&target("affinityPath: 'spec.x', podLabels: {app: a}")).ends_with(
+                "invalid JSONPath \"spec.x\" at character 0: a JSONPath starts with '$'"
+            )
+        );
+        assert!(
+            error(&target("affinityPath: '$[0].affinity', podLabels: {app: a}")).contains(
+                "$.spec.valueTargets[0].affinityPath: the JSONPath \"$[0].affinity\" can never select anything: a X is a mapping, never a list"
+            )
+        );
+        assert!(
+            error(&target(
+                "affinityPath: '$.spec.affinity', namespacePath: '$.kind.x', podLabels: {app: a}"
+            ))
+            .contains("$.spec.valueTargets[0].namespacePath: the JSONPath \"$.kind.x\" can never select anything: $.kind of a X is a string")
+        );
+        assert!(
+            error(&target(
+                "affinityPath: '$.spec.affinity', podLabelsPath: '@..'"
+            ))
+            .contains(
+                "$.spec.valueTargets[0].podLabelsPath: invalid JSONPath \"@..\" at character 3"
+            )
+        );
+        assert!(
+            error(&target("affinityPath: '@.affinity', podLabels: {}")).contains(
+                "affinityPath: invalid JSONPath \"@.affinity\" at character 0: a JSONPath starts with '$'"
+            )
+        );
+        assert!(
+            error(&target("affinityPath: '$.spec.affinity'"))
+                .contains("$.spec.valueTargets[0].podLabels: podLabels is required")
+        );
+    }
+
+    #[test]
+    fn value_target_queries_compile_once_and_round_trip() {
+        let text = format!(
+            "{GOOD}  valueTargets:\n    - {{apiVersion: v1, kind: X, affinityPath: '$.spec.values.*.affinity', namespacePath: '@.namespace', podLabelsPath: '@.podLabels'}}\n    - {{apiVersion: v1, kind: X, affinityPath: \"$['spec'].affinity\", podLabels: {{}}}}\n"
+        );
+        let mut set = PolicySet::default();
+        set.parse_into(&text, "p.yaml").unwrap();
+        let targets = &set.policies()[0].value_targets;
+        assert!(targets[0].affinity_path.singular().is_none());
+        assert!(targets[0].namespace_path.as_ref().unwrap().relative());
+        assert_eq!(targets[0].label, "policy p, valueTargets[0]");
+        assert_eq!(
+            targets[1].affinity_path.singular().map(ToString::to_string),
+            Some("$.spec.affinity".to_owned())
+        );
+        let again = PolicySet::from_settings(set.settings().to_string().as_bytes()).unwrap();
+        assert_eq!(again.settings(), set.settings());
+        assert_eq!(
+            set.settings()["policies"][0]["spec"]["valueTargets"][1]["podLabels"],
+            serde_json::json!({})
         );
     }
 }

@@ -1,11 +1,10 @@
-//! Singular JSONPath: `$`, `.name`, `['name']`, `[index]` (RFC 9535 "singular queries").
+//! Concrete JSONPath: `$`, `.name`, `['name']`, `[index]`, one node of an object.
 //!
-//! Value targets point at one place in a custom resource (`affinityPath`, `namespacePath`),
-//! and mutation writes there, so apart accepts exactly the JSONPath subset that designates a
-//! single node. A small parser keeps the Kubernetes module free of a general JSONPath engine
-//! and its regex dependency; the `jsonpath-rust` crate is used as the reference in tests.
-//! The same type names where findings point (`$.spec.template.spec.affinity...`) and converts
-//! to JSON Pointer for patches.
+//! Findings point at one node (`$.spec.template.spec.affinity...`) and fixes write there, so
+//! this type is the singular subset of RFC 9535 that designates a single node; it converts to
+//! JSON Pointer for patches. Value targets' queries, which may select many nodes, are
+//! [`crate::source::query::Query`]; each node they select is named by one of these, read
+//! from the query engine's normalized path ([`JsonPath::from_normalized`]).
 
 use std::fmt;
 
@@ -89,19 +88,12 @@ impl JsonPath {
                                 match chars.get(i) {
                                     None => return Err(err(i, "unterminated quoted name")),
                                     Some('\\') => {
-                                        let escaped = chars.get(i + 1).copied();
-                                        match escaped {
-                                            Some(e @ ('\\' | '\'' | '"' | '/')) => name.push(e),
-                                            Some('n') => name.push('\n'),
-                                            Some('t') => name.push('\t'),
-                                            _ => {
-                                                return Err(err(
-                                                    i,
-                                                    "unsupported escape in quoted name",
-                                                ));
-                                            }
-                                        }
-                                        i += 2;
+                                        let (c, used) =
+                                            unescape(&chars, i + 1).ok_or_else(|| {
+                                                err(i, "unsupported escape in quoted name")
+                                            })?;
+                                        name.push(c);
+                                        i += 1 + used;
                                     }
                                     Some(c) if *c == q => {
                                         i += 1;
@@ -146,6 +138,13 @@ impl JsonPath {
             }
         }
         Ok(Self { segments })
+    }
+
+    /// Reads a normalized path (RFC 9535, section 2.7: `$['spec'][0]`, what a query engine
+    /// names each selected node by). Every normalized path is a singular path, so this is
+    /// [`JsonPath::parse`], named for what it reads.
+    pub fn from_normalized(text: &str) -> Result<Self, PathError> {
+        Self::parse(text)
     }
 
     /// The steps.
@@ -212,6 +211,41 @@ impl JsonPath {
     }
 }
 
+/// The character an RFC 9535 escape stands for (`chars[at]` follows the backslash), and how
+/// many characters the escape takes after the backslash: `\b \f \n \r \t \/ \\ \' \"` and
+/// `\uXXXX` (a surrogate pair as two).
+fn unescape(chars: &[char], at: usize) -> Option<(char, usize)> {
+    let hex = |from: usize| -> Option<u32> {
+        let digits: String = chars.get(from..from + 4)?.iter().collect();
+        u32::from_str_radix(&digits, 16).ok()
+    };
+    let simple = match chars.get(at)? {
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        c @ ('/' | '\\' | '\'' | '"') => *c,
+        'u' => {
+            let high = hex(at + 1)?;
+            if (0xD800..0xDC00).contains(&high) {
+                if chars.get(at + 5..at + 7)? != ['\\', 'u'] {
+                    return None;
+                }
+                let low = hex(at + 7)?;
+                if !(0xDC00..0xE000).contains(&low) {
+                    return None;
+                }
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                return char::from_u32(code).map(|c| (c, 11));
+            }
+            return char::from_u32(high).map(|c| (c, 5));
+        }
+        _ => return None,
+    };
+    Some((simple, 1))
+}
+
 fn is_name_char(c: char, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == '_' || !c.is_ascii() || (!first && c.is_ascii_digit())
 }
@@ -229,7 +263,21 @@ impl fmt::Display for JsonPath {
                     if shorthand {
                         write!(f, ".{n}")?;
                     } else {
-                        write!(f, "['{}']", n.replace('\\', "\\\\").replace('\'', "\\'"))?;
+                        f.write_str("['")?;
+                        for c in n.chars() {
+                            match c {
+                                '\\' => f.write_str("\\\\")?,
+                                '\'' => f.write_str("\\'")?,
+                                '\u{8}' => f.write_str("\\b")?,
+                                '\u{c}' => f.write_str("\\f")?,
+                                '\n' => f.write_str("\\n")?,
+                                '\r' => f.write_str("\\r")?,
+                                '\t' => f.write_str("\\t")?,
+                                c if c < ' ' => write!(f, "\\u{:04x}", u32::from(c))?,
+                                c => write!(f, "{c}")?,
+                            }
+                        }
+                        f.write_str("']")?;
                     }
                 }
             }
@@ -265,6 +313,39 @@ mod tests {
         let p = JsonPath::parse("$.metadata.labels['a/b~c'][0]").unwrap();
         assert_eq!(p.pointer(), "/metadata/labels/a~1b~0c/0");
         assert_eq!(JsonPath::parse("$[\"x\"]").unwrap().to_string(), "$.x");
+    }
+
+    #[test]
+    fn normalized_paths_read_with_every_escape() {
+        // What jsonpath-rust names nodes by (RFC 9535, 2.7): `'` and `\` escaped, controls as
+        // \b \f \n \r \t or \u00XX.
+        let p = JsonPath::from_normalized(
+            "$['spec']['a.b'][3]['it\\'s']['back\\\\slash']['\\b\\f\\n\\r\\t\\u0001']",
+        )
+        .unwrap();
+        assert_eq!(
+            p.segments(),
+            [
+                Segment::Name("spec".into()),
+                Segment::Name("a.b".into()),
+                Segment::Index(3),
+                Segment::Name("it's".into()),
+                Segment::Name("back\\slash".into()),
+                Segment::Name("\u{8}\u{c}\n\r\t\u{1}".into()),
+            ]
+        );
+        assert_eq!(
+            p.to_string(),
+            "$.spec['a.b'][3]['it\\'s']['back\\\\slash']['\\b\\f\\n\\r\\t\\u0001']"
+        );
+        assert_eq!(JsonPath::parse(&p.to_string()).unwrap(), p, "round trip");
+        // A surrogate pair is one character; a lone one is refused.
+        assert_eq!(
+            JsonPath::parse("$['\\ud83d\\ude00']").unwrap().segments(),
+            [Segment::Name("\u{1F600}".into())]
+        );
+        assert!(JsonPath::parse("$['\\ud83d']").is_err());
+        assert!(JsonPath::parse("$['\\x']").is_err());
     }
 
     #[test]
