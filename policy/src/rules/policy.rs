@@ -876,6 +876,11 @@ mod tests {
         assert!(error(&format!("{GOOD}---\n{GOOD}")).contains("already defined"));
         assert!(error(&GOOD.replace("    - namespaces: [flux-system]\n      labelSelector: {matchLabels: {x: y}}\n", "    []\n").replace("apartFrom:\n    []", "apartFrom: []")).contains("apartFrom is empty"));
         assert!(error("").contains("no DecorrelationPolicy"));
+    }
+
+    #[cfg(feature = "query")]
+    #[test]
+    fn value_target_queries_are_checked_when_compiled() {
         let target = |fields: &str| {
             format!("{GOOD}  valueTargets:\n    - {{apiVersion: v1, kind: X, {fields}}}\n")
         };
@@ -919,6 +924,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "query")]
     #[test]
     fn value_target_queries_compile_once_and_round_trip() {
         let text = format!(

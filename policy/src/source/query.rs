@@ -1,7 +1,7 @@
 //! JSONPath queries (RFC 9535) of value targets: `affinityPath`, `namespacePath` and
 //! `podLabelsPath` may use wildcards (`.*`, `[*]`), descendants (`..`), filters
-//! (`[?@.name == 'server']`) and slices, evaluated by `jsonpath-rust`, so the module and the
-//! CLI read a custom resource the same way.
+//! (`[?@.name == 'server']`) and slices, evaluated by `jsonpath-rust`, so the Kubewarden
+//! module and the CLI read a custom resource the same way.
 //!
 //! A query is parsed once, when its policy is compiled. A *singular* query (names and
 //! non-negative indexes only) is evaluated as a [`JsonPath`], as before queries: one subject,
@@ -14,12 +14,21 @@
 //! a subject, whose affinity is that member, present or not (so a fix can create it);
 //! otherwise the subjects are exactly the selected nodes (`$..affinity`: only the `affinity`
 //! members that exist).
+//!
+//! Without the `query` feature (the OPA-ABI module: the query engine's regular expressions
+//! and their Unicode tables would not fit the 5 memory pages OPA hosts give it), only
+//! singular paths are read, by [`JsonPath::parse`], and any other query is refused when the
+//! policy is compiled, with a message that says which builds read it.
 
 use std::fmt;
 
+#[cfg(feature = "query")]
 use jsonpath_rust::parser::errors::JsonPathError;
+#[cfg(feature = "query")]
 use jsonpath_rust::parser::model::{JpQuery, Segment as JpSegment, Selector};
+#[cfg(feature = "query")]
 use jsonpath_rust::parser::parse_json_path;
+#[cfg(feature = "query")]
 use jsonpath_rust::query::js_path_process;
 use serde_json::Value;
 
@@ -43,6 +52,7 @@ enum Plan {
     /// Names and non-negative indexes only.
     Singular(JsonPath),
     /// The last segment is one member name: the rest selects the holders.
+    #[cfg(feature = "query")]
     Holders {
         /// The query without its last segment.
         holders: JpQuery,
@@ -50,6 +60,7 @@ enum Plan {
         name: String,
     },
     /// Every selected node is a subject.
+    #[cfg(feature = "query")]
     Nodes(JpQuery),
 }
 
@@ -76,6 +87,7 @@ pub enum Selection<'v> {
 }
 
 /// One selector as a concrete step, when it is one.
+#[cfg(feature = "query")]
 fn step(selector: &Selector) -> Option<Segment> {
     match selector {
         Selector::Name(n) => Some(Segment::Name(n.clone())),
@@ -85,6 +97,7 @@ fn step(selector: &Selector) -> Option<Segment> {
 }
 
 /// A child segment of one name or non-negative index, as a concrete step.
+#[cfg(feature = "query")]
 fn concrete(segment: &JpSegment) -> Option<Segment> {
     match segment {
         JpSegment::Selector(s) => step(s),
@@ -97,6 +110,7 @@ fn concrete(segment: &JpSegment) -> Option<Segment> {
 }
 
 /// The member name of a child segment with a single name selector.
+#[cfg(feature = "query")]
 fn single_name(segment: &JpSegment) -> Option<&str> {
     let selector = match segment {
         JpSegment::Selector(s) => s,
@@ -112,12 +126,82 @@ fn single_name(segment: &JpSegment) -> Option<&str> {
     }
 }
 
+/// Does this segment select only by index or slice (nothing in a mapping)?
+#[cfg(feature = "query")]
+fn indexes_only(segment: &JpSegment) -> bool {
+    let index = |s: &Selector| matches!(s, Selector::Index(_) | Selector::Slice(..));
+    match segment {
+        JpSegment::Selector(s) => index(s),
+        JpSegment::Selectors(list) => list.iter().all(index),
+        JpSegment::Descendant(_) => false,
+    }
+}
+
 /// pest's rule names, as words (`bracketed_selection` → `bracketed selection`).
+#[cfg(feature = "query")]
 fn readable(message: &str) -> String {
     message
         .replace("ALPHA", "a letter")
         .replace("DIGIT", "a digit")
         .replace('_', " ")
+}
+
+/// The plan of an absolute query (`$...`) and its leading names and indexes, by
+/// jsonpath-rust's parser.
+#[cfg(feature = "query")]
+fn plan(
+    absolute: &str,
+    error: impl Fn(Option<usize>, String) -> QueryError,
+) -> Result<(Plan, JsonPath), QueryError> {
+    let parsed = parse_json_path(absolute).map_err(|e| match e {
+        JsonPathError::PestError(e) => {
+            let byte = match e.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((start, _)) => start,
+            };
+            let at = absolute.get(..byte).map_or(0, |s| s.chars().count());
+            error(Some(at), readable(&e.variant.message()))
+        }
+        other => error(None, other.to_string()),
+    })?;
+    let mut prefix = JsonPath::root();
+    for segment in &parsed.segments {
+        match concrete(segment) {
+            Some(Segment::Name(n)) => prefix = prefix.name(&n),
+            Some(Segment::Index(i)) => prefix = prefix.index(i),
+            None => break,
+        }
+    }
+    let plan = if prefix.segments().len() == parsed.segments.len() {
+        Plan::Singular(prefix.clone())
+    } else {
+        match parsed.segments.split_last() {
+            Some((last, rest)) if single_name(last).is_some() => Plan::Holders {
+                name: single_name(last).unwrap_or_default().to_owned(),
+                holders: JpQuery::new(rest.to_vec()),
+            },
+            _ => Plan::Nodes(parsed),
+        }
+    };
+    Ok((plan, prefix))
+}
+
+/// Without the query engine: singular paths only.
+#[cfg(not(feature = "query"))]
+fn plan(
+    absolute: &str,
+    error: impl Fn(Option<usize>, String) -> QueryError,
+) -> Result<(Plan, JsonPath), QueryError> {
+    let path = JsonPath::parse(absolute).map_err(|e| {
+        error(
+            Some(e.at),
+            format!(
+                "{}; this build of apart (the OPA-ABI module) reads value targets at singular paths only (names and non-negative indexes): JSONPath queries are read by the Kubewarden waPC module, the CLI and the JS build",
+                e.reason
+            ),
+        )
+    })?;
+    Ok((Plan::Singular(path.clone()), path))
 }
 
 impl Query {
@@ -150,36 +234,7 @@ impl Query {
                 return Err(error(Some(0), starts.to_owned()));
             }
         };
-        let parsed = parse_json_path(&absolute).map_err(|e| match e {
-            JsonPathError::PestError(e) => {
-                let byte = match e.location {
-                    pest::error::InputLocation::Pos(p) => p,
-                    pest::error::InputLocation::Span((start, _)) => start,
-                };
-                let at = absolute.get(..byte).map_or(0, |s| s.chars().count());
-                error(Some(at), readable(&e.variant.message()))
-            }
-            other => error(None, other.to_string()),
-        })?;
-        let mut prefix = JsonPath::root();
-        for segment in &parsed.segments {
-            match concrete(segment) {
-                Some(Segment::Name(n)) => prefix = prefix.name(&n),
-                Some(Segment::Index(i)) => prefix = prefix.index(i),
-                None => break,
-            }
-        }
-        let plan = if prefix.segments().len() == parsed.segments.len() {
-            Plan::Singular(prefix.clone())
-        } else {
-            match parsed.segments.split_last() {
-                Some((last, rest)) if single_name(last).is_some() => Plan::Holders {
-                    name: single_name(last).unwrap_or_default().to_owned(),
-                    holders: JpQuery::new(rest.to_vec()),
-                },
-                _ => Plan::Nodes(parsed),
-            }
-        };
+        let (plan, prefix) = plan(&absolute, error)?;
         Ok(Self {
             text: text.to_owned(),
             relative,
@@ -207,6 +262,21 @@ impl Query {
         }
     }
 
+    /// Is it singular (names and non-negative indexes only), absolute or relative? What a
+    /// build without the `query` feature reads.
+    pub fn is_singular(&self) -> bool {
+        self.singular_plan().is_some()
+    }
+
+    /// The path of a singular plan, relative or not.
+    fn singular_plan(&self) -> Option<&JsonPath> {
+        match &self.plan {
+            Plan::Singular(p) => Some(p),
+            #[cfg(feature = "query")]
+            _ => None,
+        }
+    }
+
     /// The query's leading names and indexes, as a path.
     pub fn prefix(&self) -> &JsonPath {
         &self.prefix
@@ -214,6 +284,7 @@ impl Query {
 
     /// The nodes `query` selects in `value`, by concrete path (each once, in the engine's
     /// order).
+    #[cfg(feature = "query")]
     fn nodes<'v>(query: &JpQuery, value: &'v Value) -> Vec<(JsonPath, &'v Value)> {
         let mut out: Vec<(JsonPath, &'v Value)> = Vec::new();
         for found in js_path_process(query, value).unwrap_or_default() {
@@ -228,22 +299,40 @@ impl Query {
         out
     }
 
-    /// The subjects this affinity query selects in `value` (see the module's doc).
-    pub fn subjects<'v>(&self, value: &'v Value) -> Selection<'v> {
-        let subjects: Vec<(JsonPath, Option<&'v Value>)> = match &self.plan {
-            Plan::Singular(p) => return Selection::Subjects(vec![(p.clone(), p.get(value))]),
-            Plan::Holders { holders, name } => Self::nodes(holders, value)
+    /// What a query that is not singular selects at `at`: the holders' member (`Some`: the
+    /// member, `None`: the holder has none) or each node. Empty for a singular one.
+    #[allow(
+        clippy::unused_self,
+        reason = "without the query feature every plan is singular"
+    )]
+    fn selected<'v>(&self, at: &'v Value) -> Vec<(JsonPath, Option<&'v Value>)> {
+        match &self.plan {
+            Plan::Singular(_) => {
+                let _ = at;
+                Vec::new()
+            }
+            #[cfg(feature = "query")]
+            Plan::Holders { holders, name } => Self::nodes(holders, at)
                 .into_iter()
                 .filter_map(|(path, holder)| {
                     let member = holder.as_object()?.get(name.as_str());
                     Some((path.name(name), member))
                 })
                 .collect(),
-            Plan::Nodes(query) => Self::nodes(query, value)
+            #[cfg(feature = "query")]
+            Plan::Nodes(query) => Self::nodes(query, at)
                 .into_iter()
                 .map(|(path, v)| (path, Some(v)))
                 .collect(),
-        };
+        }
+    }
+
+    /// The subjects this affinity query selects in `value` (see the module's doc).
+    pub fn subjects<'v>(&self, value: &'v Value) -> Selection<'v> {
+        if let Some(p) = self.singular_plan() {
+            return Selection::Subjects(vec![(p.clone(), p.get(value))]);
+        }
+        let subjects = self.selected(value);
         if !subjects.is_empty() {
             return Selection::Subjects(subjects);
         }
@@ -274,24 +363,41 @@ impl Query {
             (true, Some((path, value))) => (path.clone(), value),
             (true, None) => return Vec::new(),
         };
-        let found = match &self.plan {
-            Plan::Singular(p) => p.get(at).map(|v| vec![(p.clone(), v)]).unwrap_or_default(),
-            Plan::Holders { holders, name } => {
-                let mut out: Vec<(JsonPath, &Value)> = Vec::new();
-                for (path, holder) in Self::nodes(holders, at) {
-                    if let Some(v) = holder.as_object().and_then(|m| m.get(name.as_str())) {
-                        out.push((path.name(name), v));
-                    }
-                }
-                out
-            }
-            Plan::Nodes(query) => Self::nodes(query, at),
+        let found: Vec<(JsonPath, &Value)> = match self.singular_plan() {
+            Some(p) => p.get(at).map(|v| vec![(p.clone(), v)]).unwrap_or_default(),
+            None => self
+                .selected(at)
+                .into_iter()
+                .filter_map(|(p, v)| v.map(|v| (p, v)))
+                .collect(),
         };
         found
             .into_iter()
             .filter(|(_, v)| !v.is_null())
             .map(|(p, v)| (base.join(&p), v))
             .collect()
+    }
+
+    /// How many segments the query has.
+    fn depth(&self) -> usize {
+        match &self.plan {
+            Plan::Singular(p) => p.segments().len(),
+            #[cfg(feature = "query")]
+            Plan::Holders { holders, .. } => holders.segments.len() + 1,
+            #[cfg(feature = "query")]
+            Plan::Nodes(q) => q.segments.len(),
+        }
+    }
+
+    /// Does the first segment select by index or slice only?
+    fn first_indexes(&self) -> bool {
+        match &self.plan {
+            Plan::Singular(p) => matches!(p.segments().first(), Some(Segment::Index(_))),
+            #[cfg(feature = "query")]
+            Plan::Holders { holders: q, .. } | Plan::Nodes(q) => {
+                q.segments.first().is_some_and(indexes_only)
+            }
+        }
     }
 
     /// Why this query can never select anything in an object of `kind`, when that can be
@@ -302,51 +408,26 @@ impl Query {
         if self.relative {
             return None;
         }
-        let segments: Vec<&JpSegment> = match &self.plan {
-            Plan::Singular(_) => Vec::new(),
-            Plan::Holders { holders, .. } => holders.segments.iter().collect(),
-            Plan::Nodes(q) => q.segments.iter().collect(),
-        };
-        let first = match &self.plan {
-            Plan::Singular(p) => p.segments().first().map(|s| match s {
-                Segment::Index(_) => true,
-                Segment::Name(_) => false,
-            }),
-            _ => segments.first().map(|s| match s {
-                JpSegment::Selector(s) => matches!(s, Selector::Index(_) | Selector::Slice(..)),
-                JpSegment::Selectors(list) => list
-                    .iter()
-                    .all(|s| matches!(s, Selector::Index(_) | Selector::Slice(..))),
-                JpSegment::Descendant(_) => false,
-            }),
-        };
-        if first == Some(true) {
+        if self.first_indexes() {
             return Some(format!(
                 "a {kind} is a mapping, never a list, so the query's first segment (an array index or slice) selects nothing in any {kind}"
             ));
         }
-        let prefix = self.prefix.segments();
-        let names: Vec<&str> = prefix
+        let names: Vec<&str> = self
+            .prefix
+            .segments()
             .iter()
             .map(|s| match s {
                 Segment::Name(n) => n.as_str(),
                 Segment::Index(_) => "",
             })
             .collect();
-        let string_member = match names.as_slice() {
-            ["apiVersion" | "kind", ..] => names.first().map(|n| format!("$.{n}")),
-            ["metadata", "name" | "namespace", ..] => {
-                names.get(1).map(|n| format!("$.metadata.{n}"))
-            }
-            _ => None,
-        }?;
-        let depth = string_member.matches('.').count();
-        let total = match &self.plan {
-            Plan::Singular(p) => p.segments().len(),
-            Plan::Holders { holders, .. } => holders.segments.len() + 1,
-            Plan::Nodes(q) => q.segments.len(),
+        let (string_member, depth) = match names.as_slice() {
+            [n @ ("apiVersion" | "kind"), ..] => (format!("$.{n}"), 1),
+            ["metadata", n @ ("name" | "namespace"), ..] => (format!("$.metadata.{n}"), 2),
+            _ => return None,
         };
-        (total > depth).then(|| {
+        (self.depth() > depth).then(|| {
             format!(
                 "{string_member} of a {kind} is a string, so the query, which reads below it, selects nothing in any {kind}"
             )
@@ -360,7 +441,7 @@ impl fmt::Display for Query {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "query"))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
@@ -558,5 +639,27 @@ mod tests {
                 .impossible("X")
                 .is_none()
         );
+    }
+}
+
+#[cfg(all(test, not(feature = "query")))]
+mod singular_only {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn singular_paths_are_read_and_queries_refused_with_the_builds_that_read_them() {
+        let q = Query::parse("$.spec.values['a.b'].affinity").unwrap();
+        assert_eq!(
+            q.singular().map(ToString::to_string),
+            Some("$.spec.values['a.b'].affinity".to_owned())
+        );
+        let e = Query::parse("$.spec.values.*.affinity").unwrap_err();
+        assert_eq!(e.at, Some(14));
+        assert!(
+            e.to_string().contains("this build of apart (the OPA-ABI module) reads value targets at singular paths only"),
+            "{e}"
+        );
+        assert!(Query::parse_relative("@.namespace").unwrap().relative());
     }
 }
