@@ -134,6 +134,8 @@ fn opa_eval_corpus_answers_through_the_module_as_natively() {
         let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
         match policy.eval_once(bytes, 0) {
             Ok(wasm) if wasm == native_opa(bytes) => {}
+            Ok(wasm) if both_refuse_the_path(&wasm.to_string(), &native_opa(bytes).to_string()) => {
+            }
             Ok(wasm) => failures.push(format!(
                 "{name}: module {wasm}, native {}",
                 native_opa(bytes)
@@ -142,6 +144,18 @@ fn opa_eval_corpus_answers_through_the_module_as_natively() {
         }
     }
     assert_no_failures(&failures);
+}
+
+/// The OPA-ABI module reads value targets with the singular-path parser only (it is built
+/// without the query engine), so a path that is not valid JSONPath is refused there with that
+/// parser's words: the same field must be refused, and the module must say which build it is.
+fn both_refuse_the_path(wasm: &str, native: &str) -> bool {
+    const REFUSED: &str = ": invalid JSONPath ";
+    const THIS_BUILD: &str = "this build of apart (the OPA-ABI module)";
+    match (wasm.find(REFUSED), native.find(REFUSED)) {
+        (Some(w), Some(n)) => wasm.get(..w) == native.get(..n) && wasm.contains(THIS_BUILD),
+        _ => false,
+    }
 }
 
 /// A CREATE request for a generated object under generated policies.
