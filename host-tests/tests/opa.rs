@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use apart_host::commands::check;
 use apart_host::manifests;
 use serde_json::{Value, json};
-use support::opa_host::{OpaPolicy, messages, opa_module_bytes, opa_module_path};
+use support::opa_host::{OpaPolicy, QUERIES_REFUSED, messages, opa_module_bytes, opa_module_path};
 use support::{assert_no_failures, case_dirs, compiled_module, files, root};
 use wasmtime::{Engine, Error, ExternType, Module, Mutability, Result};
 
@@ -255,12 +255,6 @@ struct Check {
     /// The settings use value-target queries: the OPA module refuses them.
     queries: bool,
 }
-
-/// What the OPA-ABI module says of parameters whose value targets use JSONPath queries: it is
-/// built without the query engine (which would not fit the 5 memory pages OPA hosts give), so
-/// it refuses them rather than judge differently.
-const QUERIES_REFUSED: &str =
-    "this build of apart (the OPA-ABI module) reads value targets at singular paths only";
 
 /// Do these settings have a value-target query that is not singular?
 fn uses_queries(settings: &Value) -> bool {

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::de::{Error, IgnoredAny, MapAccess};
+use serde::de::{IgnoredAny, MapAccess};
 use serde::{Deserialize, Deserializer};
 
 use crate::kube::affinity::{Affinity, AffinityProblem};
@@ -127,28 +127,12 @@ pub fn untolerated<'t>(taints: &'t [Taint], tolerations: &[Toleration]) -> Optio
         .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
 }
 
-struct RequirementMembers;
-
-impl Members for RequirementMembers {
-    type Value = NodeSelectorRequirement;
-    // The names of apart's former structs, so that messages stay as they were.
-    const NAME: &'static str = "NodeSelectorRequirementSpec";
-    const FIELDS: &'static [&'static str] = &["key", "operator", "values"];
-    const REQUIRED: &'static [usize] = &[0, 1];
-
-    fn member<'de, A: MapAccess<'de>>(
-        r: &mut NodeSelectorRequirement,
-        map: &mut A,
-        field: usize,
-    ) -> Result<(), A::Error> {
-        match field {
-            0 => r.key = map.next_value()?,
-            1 => r.operator = map.next_value()?,
-            _ => r.values = map.next_value()?,
-        }
-        Ok(())
-    }
-}
+// The names of apart's former structs, so that messages stay as they were.
+strict::requirement_members!(
+    RequirementMembers,
+    NodeSelectorRequirement,
+    "NodeSelectorRequirementSpec"
+);
 
 struct NodeTermMembers;
 
@@ -269,14 +253,9 @@ impl Members for SpreadMembers {
             2 => c.when_unsatisfiable = map.next_value()?,
             3 => c.label_selector = strict::optional::<SelectorMembers, A>(map)?,
             4 => {
-                c.min_domains = match map.next_value::<Option<i64>>()? {
-                    None => None,
-                    Some(n) => Some(i32::try_from(n).map_err(|_| {
-                        A::Error::custom(format!(
-                            "minDomains {n} is out of range: must be greater than zero"
-                        ))
-                    })?),
-                }
+                c.min_domains = strict::optional_int32(map, |n| {
+                    format!("minDomains {n} is out of range: must be greater than zero")
+                })?
             }
             5 => c.node_affinity_policy = map.next_value()?,
             6 => c.node_taints_policy = map.next_value()?,

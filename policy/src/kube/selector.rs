@@ -57,28 +57,12 @@ impl Members for SelectorMembers {
     }
 }
 
-struct RequirementMembers;
-
-impl Members for RequirementMembers {
-    type Value = LabelSelectorRequirement;
-    const NAME: &'static str = "RequirementSpec";
-    const FIELDS: &'static [&'static str] = &["key", "operator", "values"];
-    // `values` may be absent.
-    const REQUIRED: &'static [usize] = &[0, 1];
-
-    fn member<'de, A: MapAccess<'de>>(
-        r: &mut LabelSelectorRequirement,
-        map: &mut A,
-        field: usize,
-    ) -> Result<(), A::Error> {
-        match field {
-            0 => r.key = map.next_value()?,
-            1 => r.operator = map.next_value()?,
-            _ => r.values = map.next_value()?,
-        }
-        Ok(())
-    }
-}
+// The name derive gave apart's own struct, so that messages stay as they were.
+strict::requirement_members!(
+    RequirementMembers,
+    LabelSelectorRequirement,
+    "RequirementSpec"
+);
 
 /// A selector operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -146,6 +146,50 @@ pub(crate) fn int32<'de, A: MapAccess<'de>>(
     i32::try_from(n).map_err(|_| A::Error::custom(describe(n)))
 }
 
+/// [`int32`] for an optional member (null is `None`).
+pub(crate) fn optional_int32<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    describe: impl FnOnce(i64) -> String,
+) -> Result<Option<i32>, A::Error> {
+    match map.next_value::<Option<i64>>()? {
+        None => Ok(None),
+        Some(n) => i32::try_from(n)
+            .map(Some)
+            .map_err(|_| A::Error::custom(describe(n))),
+    }
+}
+
+/// A reader of a selector requirement: `LabelSelectorRequirement` and
+/// `NodeSelectorRequirement` have the same members, `key` and `operator` required and
+/// `values` optional. `$name` is the struct name messages give.
+macro_rules! requirement_members {
+    ($reader:ident, $value:ty, $name:literal) => {
+        struct $reader;
+
+        impl $crate::kube::strict::Members for $reader {
+            type Value = $value;
+            const NAME: &'static str = $name;
+            const FIELDS: &'static [&'static str] = &["key", "operator", "values"];
+            const REQUIRED: &'static [usize] = &[0, 1];
+
+            fn member<'de, A: serde::de::MapAccess<'de>>(
+                r: &mut $value,
+                map: &mut A,
+                field: usize,
+            ) -> Result<(), A::Error> {
+                match field {
+                    0 => r.key = map.next_value()?,
+                    1 => r.operator = map.next_value()?,
+                    _ => r.values = map.next_value()?,
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use requirement_members;
+
 /// `#[serde(deserialize_with)]` for an optional member read through `R` (null or absent is
 /// `None`).
 pub(crate) fn optional_member<'de, R: Members, D: Deserializer<'de>>(

@@ -111,18 +111,10 @@ fn concrete(segment: &JpSegment) -> Option<Segment> {
 
 /// The member name of a child segment with a single name selector.
 #[cfg(feature = "query")]
-fn single_name(segment: &JpSegment) -> Option<&str> {
-    let selector = match segment {
-        JpSegment::Selector(s) => s,
-        JpSegment::Selectors(list) => match list.as_slice() {
-            [one] => one,
-            _ => return None,
-        },
-        JpSegment::Descendant(_) => return None,
-    };
-    match selector {
-        Selector::Name(n) => Some(n),
-        _ => None,
+fn single_name(segment: &JpSegment) -> Option<String> {
+    match concrete(segment)? {
+        Segment::Name(n) => Some(n),
+        Segment::Index(_) => None,
     }
 }
 
@@ -176,11 +168,14 @@ fn plan(
         Plan::Singular(prefix.clone())
     } else {
         match parsed.segments.split_last() {
-            Some((last, rest)) if single_name(last).is_some() => Plan::Holders {
-                name: single_name(last).unwrap_or_default().to_owned(),
-                holders: JpQuery::new(rest.to_vec()),
+            Some((last, rest)) => match single_name(last) {
+                Some(name) => Plan::Holders {
+                    name,
+                    holders: JpQuery::new(rest.to_vec()),
+                },
+                None => Plan::Nodes(parsed),
             },
-            _ => Plan::Nodes(parsed),
+            None => Plan::Nodes(parsed),
         }
     };
     Ok((plan, prefix))
