@@ -330,13 +330,15 @@ fn opa_module_path() -> PathBuf {
     root().join("target").join("opa").join("apart_opa.wasm")
 }
 
-/// Builds the OPA-ABI module and adds the `opa_wasm_abi_version` globals, which Rust cannot
-/// define, to a copy (the linker's output stays cargo's).
+/// Builds the OPA-ABI module, adds the `opa_wasm_abi_version` globals, which Rust cannot
+/// define, and fits its memory import to the pages OPA hosts create, in a copy (the linker's
+/// output stays cargo's).
 fn build_opa_module() -> Result {
     let linked = build_guest(OPA_GUEST, OPA_TARGET, OPA_PROFILE)?;
     let bytes = std::fs::read(&linked).map_err(|e| format!("{}: {e}", linked.display()))?;
-    let module =
-        opa_abi::add_version_globals(&bytes).map_err(|e| format!("{}: {e}", linked.display()))?;
+    let module = opa_abi::add_version_globals(&bytes)
+        .and_then(|m| opa_abi::fit_host_memory(&m))
+        .map_err(|e| format!("{}: {e}", linked.display()))?;
     let out = opa_module_path();
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

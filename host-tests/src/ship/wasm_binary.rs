@@ -1,6 +1,6 @@
 //! The few pieces of the WebAssembly binary format that packaging edits: sections, custom
-//! sections (the `io.kubewarden.metadata` one) and active data segments (the baked
-//! policies). A module is only ever copied with sections replaced or added, never
+//! sections (the `io.kubewarden.metadata` one) and data segments (the baked policies), active
+//! or laid by the start function. A module is only ever copied with sections replaced or added, never
 //! re-encoded, so everything else in it stays byte for byte as the toolchain wrote it.
 
 use std::ops::Range;
@@ -162,20 +162,131 @@ pub fn with_custom_section(module: &[u8], name: &str, payload: &[u8]) -> Result<
     Ok(out)
 }
 
-/// One data segment: its encoding in the data section, and for an active segment of memory 0
-/// with a constant offset, that offset and its bytes.
+/// One data segment: its encoding in the data section, whether it is passive, and the address
+/// memory holds it at after instantiation (an active segment's constant offset in memory 0,
+/// or where the start function lays a passive one) with its bytes.
 struct Segment {
     encoded: Range<usize>,
-    active_at: Option<(u32, Range<usize>)>,
+    passive: bool,
+    placed: Option<(u32, Range<usize>)>,
+}
+
+/// Where the module's start function lays its passive data segments, by segment index: the
+/// OPA-ABI module's data that lies past the pages OPA hosts create is passive, and its start
+/// function grows memory and copies each segment (`memory.init`) to the address the linker
+/// gave it. Read from the start function's code, which is the truth whatever custom sections
+/// a tool kept: a run of constants, memory.size, arithmetic, branches and calls, and
+/// `memory.init` with constant operands; reading stops at anything else.
+fn laid_at(module: &[u8], all: &[Section]) -> Result<Vec<(u32, u32)>, NotWasm> {
+    const IMPORT: u8 = 2;
+    const START: u8 = 8;
+    const CODE: u8 = 10;
+    let content = |id: u8| {
+        all.iter()
+            .find(|s| s.id == id)
+            .and_then(|s| module.get(s.content.clone()))
+    };
+    let Some(start) = content(START) else {
+        return Ok(Vec::new());
+    };
+    let function = read_leb_u32(start, &mut 0)?;
+    let mut imported = 0;
+    if let Some(imports) = content(IMPORT) {
+        let mut at = 0;
+        for _ in 0..read_leb_u32(imports, &mut at)? {
+            for _ in 0..2 {
+                let len = read_leb_u32(imports, &mut at)? as usize;
+                at += len;
+            }
+            let kind = *imports
+                .get(at)
+                .ok_or_else(|| not_wasm("truncated import"))?;
+            at += 1;
+            match kind {
+                0 => {
+                    read_leb_u32(imports, &mut at)?;
+                    imported += 1;
+                }
+                1 | 2 => {
+                    at += usize::from(kind == 1);
+                    let flags = read_leb_u32(imports, &mut at)?;
+                    read_leb_u32(imports, &mut at)?;
+                    if flags & 1 != 0 {
+                        read_leb_u32(imports, &mut at)?;
+                    }
+                }
+                3 => at += 2,
+                other => return Err(not_wasm(format!("import kind {other}"))),
+            }
+        }
+    }
+    let Some(defined) = function.checked_sub(imported) else {
+        return Ok(Vec::new());
+    };
+    let code = content(CODE).ok_or_else(|| not_wasm("the module has no code section"))?;
+    let mut at = 0;
+    let bodies = read_leb_u32(code, &mut at)?;
+    if defined >= bodies {
+        return Err(not_wasm("the start function has no body"));
+    }
+    for _ in 0..defined {
+        let len = read_leb_u32(code, &mut at)? as usize;
+        at += len;
+    }
+    let len = read_leb_u32(code, &mut at)? as usize;
+    let body = code
+        .get(at..at + len)
+        .ok_or_else(|| not_wasm("the start function runs past its section"))?;
+    let mut at = 0;
+    if read_leb_u32(body, &mut at)? != 0 {
+        // Locals: not a start function that only lays data.
+        return Ok(Vec::new());
+    }
+    let mut constants: Vec<i32> = Vec::new();
+    let mut laid = Vec::new();
+    while let Some(&op) = body.get(at) {
+        at += 1;
+        match op {
+            I32_CONST => constants.push(read_sleb_i32(body, &mut at)?),
+            // block/if with an empty type, memory.size/grow (memory 0)
+            0x02 | 0x04 | 0x3f | 0x40 => at += 1,
+            // br_if, call: one index
+            0x0d | 0x10 => {
+                read_leb_u32(body, &mut at)?;
+            }
+            // unreachable, end, i32.eq, i32.ge_u, i32.sub
+            0x00 | END | 0x46 | 0x4f | 0x6b => {}
+            0xfc => match read_leb_u32(body, &mut at)? {
+                8 => {
+                    let segment = read_leb_u32(body, &mut at)?;
+                    at += 1;
+                    if let [.., address, 0, _len] = constants.as_slice() {
+                        laid.push((segment, address.cast_unsigned()));
+                    }
+                }
+                9 => {
+                    read_leb_u32(body, &mut at)?;
+                }
+                _ => break,
+            },
+            _ => break,
+        }
+    }
+    Ok(laid)
 }
 
 /// The data section's segments (within `section`, the data section's content range).
-fn segments(module: &[u8], section: Range<usize>) -> Result<Vec<Segment>, NotWasm> {
+fn segments(
+    module: &[u8],
+    all: &[Section],
+    section: Range<usize>,
+) -> Result<Vec<Segment>, NotWasm> {
+    let laid = laid_at(module, all)?;
     let bytes = module.get(section.clone()).unwrap_or_default();
     let mut at = 0;
     let count = read_leb_u32(bytes, &mut at)?;
     let mut out = Vec::new();
-    for _ in 0..count {
+    for index in 0..u64::from(count) {
         let start = at;
         let flags = read_leb_u32(bytes, &mut at)?;
         let offset = match flags {
@@ -202,7 +313,11 @@ fn segments(module: &[u8], section: Range<usize>) -> Result<Vec<Segment>, NotWas
                 at += 1;
                 Some(offset.cast_unsigned())
             }
-            1 => None,
+            // Passive: where the start function lays it, if it does.
+            1 => laid
+                .iter()
+                .find(|(segment, _)| u64::from(*segment) == index)
+                .map(|(_, address)| *address),
             other => return Err(not_wasm(format!("data segment kind {other}"))),
         };
         let len = read_leb_u32(bytes, &mut at)? as usize;
@@ -214,25 +329,27 @@ fn segments(module: &[u8], section: Range<usize>) -> Result<Vec<Segment>, NotWas
         let base = section.start;
         out.push(Segment {
             encoded: base + start..base + at,
-            active_at: offset.map(|o| (o, base + data.start..base + data.end)),
+            passive: flags == 1,
+            placed: offset.map(|o| (o, base + data.start..base + data.end)),
         });
     }
     Ok(out)
 }
 
-/// Where the module's active data segments put `address`: the file range from it to the end
-/// of the segment that covers it.
+/// Where the module's data segments put `address` in memory once instantiated: the file range
+/// from it to the end of the segment that covers it.
 fn covering(module: &[u8], address: u32) -> Result<Option<Range<usize>>, NotWasm> {
-    let Some(data) = sections(module)?.into_iter().find(|s| s.id == DATA) else {
+    let all = sections(module)?;
+    let Some(data) = all.iter().find(|s| s.id == DATA) else {
         return Ok(None);
     };
     // The last one that covers it, when several do: segments are written in order at
     // instantiation, so the last one's bytes are what memory holds.
-    Ok(segments(module, data.content)?
+    Ok(segments(module, &all, data.content.clone())?
         .into_iter()
         .rev()
         .find_map(|s| {
-            let (at, range) = s.active_at?;
+            let (at, range) = s.placed?;
             let skip = usize::try_from(address.checked_sub(at)?).ok()?;
             (skip < range.len()).then(|| range.start + skip..range.end)
         }))
@@ -268,9 +385,13 @@ pub fn with_data_segment(module: &[u8], address: u32, bytes: &[u8]) -> Result<Ve
         .iter()
         .find(|s| s.id == DATA)
         .ok_or_else(|| not_wasm("the module has no data section"))?;
-    let kept: Vec<Segment> = segments(module, data.content.clone())?
+    let all_segments = segments(module, &all, data.content.clone())?;
+    // The start function names passive segments by index: with one, no segment is removed
+    // (the new one, written after, is what memory holds).
+    let renumbers = all_segments.iter().any(|s| s.passive);
+    let kept: Vec<Segment> = all_segments
         .into_iter()
-        .filter(|s| s.active_at.as_ref().is_none_or(|(at, _)| *at != address))
+        .filter(|s| renumbers || s.placed.as_ref().is_none_or(|(at, _)| *at != address))
         .collect();
     let count = u32::try_from(kept.len() + 1).unwrap_or(u32::MAX);
     let mut content = Vec::with_capacity(data.content.len() + bytes.len() + 16);
@@ -358,6 +479,39 @@ mod tests {
         let grown = with_data_at(&m, 17, b"ow").unwrap();
         assert_eq!(data_at(&grown, 16).unwrap(), Some(&b"hi"[..]));
         assert_eq!(data_at(&grown, 17).unwrap(), Some(&b"ow"[..]));
+    }
+
+    #[test]
+    fn a_passive_segment_is_where_the_start_function_lays_it() {
+        // One function, the start: memory.init 0 at 70,000 (2 bytes); data.drop 0; end.
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        push_section(&mut m, 1, &[1, 0x60, 0, 0]);
+        push_section(&mut m, 3, &[1, 0]);
+        push_section(&mut m, 5, &[1, 0, 2]);
+        push_section(&mut m, 8, &[0]);
+        push_section(&mut m, DATA_COUNT, &[2]);
+        let mut body = vec![0, I32_CONST];
+        write_sleb_i32(&mut body, 70_000);
+        body.extend_from_slice(&[I32_CONST, 0, I32_CONST, 2, 0xfc, 8, 1, 0, 0xfc, 9, 1, END]);
+        let mut code = vec![1];
+        write_leb_u32(&mut code, u32::try_from(body.len()).unwrap());
+        code.extend_from_slice(&body);
+        push_section(&mut m, 10, &code);
+        push_section(
+            &mut m,
+            DATA,
+            &[2, 0, I32_CONST, 16, END, 1, b'a', 1, 2, b'h', b'i'],
+        );
+        assert_eq!(data_at(&m, 16).unwrap(), Some(&b"a"[..]));
+        assert_eq!(data_at(&m, 70_000).unwrap(), Some(&b"hi"[..]));
+        let patched = with_data_at(&m, 70_001, b"o").unwrap();
+        assert_eq!(patched.len(), m.len());
+        assert_eq!(data_at(&patched, 70_000).unwrap(), Some(&b"ho"[..]));
+        // A segment of its own leaves every other in place, so the indexes the start
+        // function names still hold.
+        let added = with_data_at(&m, 16, b"bb").unwrap();
+        assert_eq!(data_at(&added, 16).unwrap(), Some(&b"bb"[..]));
+        assert_eq!(data_at(&added, 70_000).unwrap(), Some(&b"hi"[..]));
     }
 
     #[test]

@@ -28,12 +28,6 @@ pub fn opa_module_path() -> PathBuf {
         .unwrap_or_else(|| root().join(apart_host::host::module::BUILT_OPA_MODULE))
 }
 
-/// What the OPA-ABI module says of parameters whose value targets use JSONPath queries: it is
-/// built without the query engine (which would not fit the 5 memory pages OPA hosts give), so
-/// it refuses them rather than judge differently.
-pub const QUERIES_REFUSED: &str =
-    "this build of apart (the OPA-ABI module) reads value targets at singular paths only";
-
 pub fn opa_module_bytes() -> Vec<u8> {
     let path = opa_module_path();
     std::fs::read(&path).unwrap_or_else(|e| {

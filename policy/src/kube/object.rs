@@ -1064,7 +1064,7 @@ pub fn update_changes(
     Ok(changes)
 }
 
-#[cfg(all(test, feature = "query"))]
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;

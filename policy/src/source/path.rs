@@ -246,7 +246,8 @@ fn unescape(chars: &[char], at: usize) -> Option<(char, usize)> {
     Some((simple, 1))
 }
 
-fn is_name_char(c: char, first: bool) -> bool {
+/// RFC 9535's member-name shorthand: `name-first` (`first`) or `name-char`.
+pub(crate) fn is_name_char(c: char, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == '_' || !c.is_ascii() || (!first && c.is_ascii_digit())
 }
 

@@ -14,21 +14,12 @@
 //! a subject, whose affinity is that member, present or not (so a fix can create it);
 //! otherwise the subjects are exactly the selected nodes (`$..affinity`: only the `affinity`
 //! members that exist).
-//!
-//! Without the `query` feature (the OPA-ABI module: the query engine's regular expressions
-//! and their Unicode tables would not fit the 5 memory pages OPA hosts give it), only
-//! singular paths are read, by [`JsonPath::parse`], and any other query is refused when the
-//! policy is compiled, with a message that says which builds read it.
 
 use std::fmt;
 
-#[cfg(feature = "query")]
 use jsonpath_rust::parser::errors::JsonPathError;
-#[cfg(feature = "query")]
 use jsonpath_rust::parser::model::{JpQuery, Segment as JpSegment, Selector};
-#[cfg(feature = "query")]
 use jsonpath_rust::parser::parse_json_path;
-#[cfg(feature = "query")]
 use jsonpath_rust::query::js_path_process;
 use serde_json::Value;
 
@@ -52,7 +43,6 @@ enum Plan {
     /// Names and non-negative indexes only.
     Singular(JsonPath),
     /// The last segment is one member name: the rest selects the holders.
-    #[cfg(feature = "query")]
     Holders {
         /// The query without its last segment.
         holders: JpQuery,
@@ -60,7 +50,6 @@ enum Plan {
         name: String,
     },
     /// Every selected node is a subject.
-    #[cfg(feature = "query")]
     Nodes(JpQuery),
 }
 
@@ -87,7 +76,6 @@ pub enum Selection<'v> {
 }
 
 /// One selector as a concrete step, when it is one.
-#[cfg(feature = "query")]
 fn step(selector: &Selector) -> Option<Segment> {
     match selector {
         Selector::Name(n) => Some(Segment::Name(n.clone())),
@@ -97,7 +85,6 @@ fn step(selector: &Selector) -> Option<Segment> {
 }
 
 /// A child segment of one name or non-negative index, as a concrete step.
-#[cfg(feature = "query")]
 fn concrete(segment: &JpSegment) -> Option<Segment> {
     match segment {
         JpSegment::Selector(s) => step(s),
@@ -110,7 +97,6 @@ fn concrete(segment: &JpSegment) -> Option<Segment> {
 }
 
 /// The member name of a child segment with a single name selector.
-#[cfg(feature = "query")]
 fn single_name(segment: &JpSegment) -> Option<String> {
     match concrete(segment)? {
         Segment::Name(n) => Some(n),
@@ -119,7 +105,6 @@ fn single_name(segment: &JpSegment) -> Option<String> {
 }
 
 /// Does this segment select only by index or slice (nothing in a mapping)?
-#[cfg(feature = "query")]
 fn indexes_only(segment: &JpSegment) -> bool {
     let index = |s: &Selector| matches!(s, Selector::Index(_) | Selector::Slice(..));
     match segment {
@@ -130,7 +115,6 @@ fn indexes_only(segment: &JpSegment) -> bool {
 }
 
 /// pest's rule names, as words (`bracketed_selection` → `bracketed selection`).
-#[cfg(feature = "query")]
 fn readable(message: &str) -> String {
     message
         .replace("ALPHA", "a letter")
@@ -138,10 +122,40 @@ fn readable(message: &str) -> String {
         .replace('_', " ")
 }
 
-/// The plan of an absolute query (`$...`) and its leading names and indexes, by
-/// jsonpath-rust's parser.
-#[cfg(feature = "query")]
+/// `$.a.b.c`, member-name shorthands only, as a path; `None` for any other form. Its grammar
+/// is RFC 9535's exactly, so reading it here is what the query engine's parser would read.
+fn dotted(absolute: &str) -> Option<JsonPath> {
+    let rest = absolute.strip_prefix('$')?;
+    if !rest.is_empty() {
+        for name in rest.strip_prefix('.')?.split('.') {
+            let mut chars = name.chars();
+            let first = chars.next()?;
+            if !crate::source::path::is_name_char(first, true)
+                || !chars.all(|c| crate::source::path::is_name_char(c, false))
+            {
+                return None;
+            }
+        }
+    }
+    // Shorthands are the singular parser's own form: it builds the path in one pass.
+    JsonPath::parse(absolute).ok()
+}
+
+/// The plan of an absolute query (`$...`) and its leading names and indexes.
 fn plan(
+    absolute: &str,
+    error: impl Fn(Option<usize>, String) -> QueryError,
+) -> Result<(Plan, JsonPath), QueryError> {
+    // The form nearly every value target is written in skips the query engine's parser, which
+    // costs tens of µs per path at every settings compile (each fresh module instance's).
+    match dotted(absolute) {
+        Some(path) => Ok((Plan::Singular(path.clone()), path)),
+        None => engine_plan(absolute, error),
+    }
+}
+
+/// [`plan`] by jsonpath-rust's parser.
+fn engine_plan(
     absolute: &str,
     error: impl Fn(Option<usize>, String) -> QueryError,
 ) -> Result<(Plan, JsonPath), QueryError> {
@@ -179,24 +193,6 @@ fn plan(
         }
     };
     Ok((plan, prefix))
-}
-
-/// Without the query engine: singular paths only.
-#[cfg(not(feature = "query"))]
-fn plan(
-    absolute: &str,
-    error: impl Fn(Option<usize>, String) -> QueryError,
-) -> Result<(Plan, JsonPath), QueryError> {
-    let path = JsonPath::parse(absolute).map_err(|e| {
-        error(
-            Some(e.at),
-            format!(
-                "{}; this build of apart (the OPA-ABI module) reads value targets at singular paths only (names and non-negative indexes): JSONPath queries are read by the Kubewarden waPC module, the CLI and the JS build",
-                e.reason
-            ),
-        )
-    })?;
-    Ok((Plan::Singular(path.clone()), path))
 }
 
 impl Query {
@@ -257,8 +253,7 @@ impl Query {
         }
     }
 
-    /// Is it singular (names and non-negative indexes only), absolute or relative? What a
-    /// build without the `query` feature reads.
+    /// Is it singular (names and non-negative indexes only), absolute or relative?
     pub fn is_singular(&self) -> bool {
         self.singular_plan().is_some()
     }
@@ -267,7 +262,6 @@ impl Query {
     fn singular_plan(&self) -> Option<&JsonPath> {
         match &self.plan {
             Plan::Singular(p) => Some(p),
-            #[cfg(feature = "query")]
             _ => None,
         }
     }
@@ -279,7 +273,6 @@ impl Query {
 
     /// The nodes `query` selects in `value`, by concrete path (each once, in the engine's
     /// order).
-    #[cfg(feature = "query")]
     fn nodes<'v>(query: &JpQuery, value: &'v Value) -> Vec<(JsonPath, &'v Value)> {
         let mut out: Vec<(JsonPath, &'v Value)> = Vec::new();
         for found in js_path_process(query, value).unwrap_or_default() {
@@ -296,17 +289,9 @@ impl Query {
 
     /// What a query that is not singular selects at `at`: the holders' member (`Some`: the
     /// member, `None`: the holder has none) or each node. Empty for a singular one.
-    #[allow(
-        clippy::unused_self,
-        reason = "without the query feature every plan is singular"
-    )]
     fn selected<'v>(&self, at: &'v Value) -> Vec<(JsonPath, Option<&'v Value>)> {
         match &self.plan {
-            Plan::Singular(_) => {
-                let _ = at;
-                Vec::new()
-            }
-            #[cfg(feature = "query")]
+            Plan::Singular(_) => Vec::new(),
             Plan::Holders { holders, name } => Self::nodes(holders, at)
                 .into_iter()
                 .filter_map(|(path, holder)| {
@@ -314,7 +299,6 @@ impl Query {
                     Some((path.name(name), member))
                 })
                 .collect(),
-            #[cfg(feature = "query")]
             Plan::Nodes(query) => Self::nodes(query, at)
                 .into_iter()
                 .map(|(path, v)| (path, Some(v)))
@@ -377,9 +361,7 @@ impl Query {
     fn depth(&self) -> usize {
         match &self.plan {
             Plan::Singular(p) => p.segments().len(),
-            #[cfg(feature = "query")]
             Plan::Holders { holders, .. } => holders.segments.len() + 1,
-            #[cfg(feature = "query")]
             Plan::Nodes(q) => q.segments.len(),
         }
     }
@@ -388,7 +370,6 @@ impl Query {
     fn first_indexes(&self) -> bool {
         match &self.plan {
             Plan::Singular(p) => matches!(p.segments().first(), Some(Segment::Index(_))),
-            #[cfg(feature = "query")]
             Plan::Holders { holders: q, .. } | Plan::Nodes(q) => {
                 q.segments.first().is_some_and(indexes_only)
             }
@@ -436,11 +417,43 @@ impl fmt::Display for Query {
     }
 }
 
-#[cfg(all(test, feature = "query"))]
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn dotted_paths_read_as_the_query_engine_reads_them() {
+        let engine = |text: &str| match engine_plan(text, |_, r| QueryError {
+            text: text.to_owned(),
+            at: None,
+            reason: r,
+        })
+        .ok()
+        {
+            Some((Plan::Singular(p), _)) => Some(p),
+            _ => None,
+        };
+        for text in [
+            "$",
+            "$.spec",
+            "$.spec.values.authentication.mutual.spire.install.server.affinity",
+            "$._a1.b_2",
+            "$.ünï.日本",
+        ] {
+            let fast = dotted(text);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, engine(text), "{text}");
+        }
+        // Anything else is the engine's to read (or refuse).
+        for text in [
+            "$.", "$..a", "$.1a", "$.a-b", "$.a.", "$.a[0]", "$.*", "$['a']", "$ .a", "$.a b",
+            "a.b",
+        ] {
+            assert_eq!(dotted(text), None, "{text}");
+        }
+    }
 
     fn chart() -> Value {
         json!({"spec": {"values": {
@@ -634,27 +647,5 @@ mod tests {
                 .impossible("X")
                 .is_none()
         );
-    }
-}
-
-#[cfg(all(test, not(feature = "query")))]
-mod singular_only {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn singular_paths_are_read_and_queries_refused_with_the_builds_that_read_them() {
-        let q = Query::parse("$.spec.values['a.b'].affinity").unwrap();
-        assert_eq!(
-            q.singular().map(ToString::to_string),
-            Some("$.spec.values['a.b'].affinity".to_owned())
-        );
-        let e = Query::parse("$.spec.values.*.affinity").unwrap_err();
-        assert_eq!(e.at, Some(14));
-        assert!(
-            e.to_string().contains("this build of apart (the OPA-ABI module) reads value targets at singular paths only"),
-            "{e}"
-        );
-        assert!(Query::parse_relative("@.namespace").unwrap().relative());
     }
 }
