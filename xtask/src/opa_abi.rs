@@ -224,10 +224,12 @@ pub fn add_version_globals(module: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The pages of memory OPA hosts create before they instantiate a module
-/// (`@open-policy-agent/opa-wasm` and burrego create `env.memory` with 5): a memory import
-/// that asks for more fails to link.
-pub const HOST_PAGES: u64 = 5;
+/// The pages the OPA-ABI module's memory import asks for: the 128 KiB stack's (wasm-ld puts
+/// the stack first), the least a module can ask for and run. The host creates the memory before
+/// it instantiates the module, and an import that asks for more than the host created fails to
+/// link: `@open-policy-agent/opa-wasm` and burrego create 5 pages unless told otherwise, other
+/// hosts what they are configured with.
+pub const IMPORTED_PAGES: u64 = 2;
 
 const SECTION_TYPE: u8 = 1;
 const SECTION_FUNCTION: u8 = 3;
@@ -412,22 +414,23 @@ fn void_type(body: &[u8]) -> Result<(Vec<u8>, u64), String> {
 }
 
 /// The module fitted to the memory OPA hosts create: when the linker asked for more than
-/// [`HOST_PAGES`] (the query engine's Unicode tables are most of the data), the memory import
-/// asks for [`HOST_PAGES`], the data segments that lie past them become passive, and a start
-/// function, which runs at instantiation before any export, grows memory to what the linker
-/// asked for and lays them where the linker put them. Memory then holds what it would have held
-/// had the host created the pages; a module that fits is returned as it is.
+/// [`IMPORTED_PAGES`] (it asks for 10: the query engine's Unicode tables are most of the
+/// data), the memory import asks for [`IMPORTED_PAGES`], the data segments that do not end
+/// within them become passive, and a start function, which runs at instantiation before any
+/// export, grows memory to what the linker asked for and lays them where the linker put them.
+/// Memory then holds what it would have held had the host created that many pages; a module
+/// that asks for no more is returned as it is.
 pub fn fit_host_memory(module: &[u8]) -> Result<Vec<u8>, String> {
     let (header, sections) = read_sections(module)?;
     let body = |id: u8| sections.iter().find(|(i, _)| *i == id).map(|(_, b)| *b);
     let import = body(SECTION_IMPORT).ok_or("the module imports nothing")?;
     let (memory, imported_functions) = imports(import)?;
     let memory = memory.ok_or("the module does not import its memory")?;
-    if memory.min <= HOST_PAGES {
+    if memory.min <= IMPORTED_PAGES {
         return Ok(module.to_vec());
     }
     let data = body(SECTION_DATA).ok_or("the module has no data section")?;
-    let (data, passive) = passive_past(data, HOST_PAGES * PAGE)?;
+    let (data, passive) = passive_past(data, IMPORTED_PAGES * PAGE)?;
     let (types, void) = void_type(body(SECTION_TYPE).unwrap_or_default())?;
     let (functions, defined) = append_entries(body(SECTION_FUNCTION).unwrap_or_default(), 1, &{
         let mut e = Vec::new();
@@ -452,7 +455,7 @@ pub fn fit_host_memory(module: &[u8]) -> Result<Vec<u8>, String> {
     .uleb()?;
     let mut limits = Vec::new();
     limits.push(u8::from(memory.max.is_some()));
-    uleb(HOST_PAGES, &mut limits);
+    uleb(IMPORTED_PAGES, &mut limits);
     if let Some(max) = memory.max {
         uleb(max, &mut limits);
     }
@@ -531,7 +534,7 @@ mod tests {
 
     #[test]
     fn a_module_that_fits_is_left_as_it_is() {
-        let m = module(5);
+        let m = module(2);
         assert_eq!(fit_host_memory(&m).unwrap(), m);
     }
 
@@ -540,7 +543,10 @@ mod tests {
         let fitted = fit_host_memory(&module(7)).unwrap();
         let (memory, functions) = imports(&body(&fitted, SECTION_IMPORT)).unwrap();
         let memory = memory.unwrap();
-        assert_eq!((memory.min, memory.max, functions), (HOST_PAGES, None, 0));
+        assert_eq!(
+            (memory.min, memory.max, functions),
+            (IMPORTED_PAGES, None, 0)
+        );
         // The near segment stays active; the far one is passive, with the same bytes.
         let data = body(&fitted, SECTION_DATA);
         assert_eq!(&data[..9], &[2, 0, 0x41, 16, 0x0b, 2, b'h', b'i', 1]);

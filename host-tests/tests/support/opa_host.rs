@@ -67,10 +67,15 @@ pub struct OpaPolicy {
 }
 
 impl OpaPolicy {
+    /// As the SDKs do: the host creates the memory, 5 pages to start, no maximum.
     pub fn new(engine: &Engine, module: &Module) -> Result<Self> {
+        Self::with_pages(engine, module, 5)
+    }
+
+    /// With a memory of `pages` to start (a host configured otherwise).
+    pub fn with_pages(engine: &Engine, module: &Module, pages: u32) -> Result<Self> {
         let mut store = Store::new(engine, ());
-        // As the SDKs do: the host creates the memory, 5 pages to start, no maximum.
-        let memory = Memory::new(&mut store, MemoryType::new(5, None))?;
+        let memory = Memory::new(&mut store, MemoryType::new(pages, None))?;
         let mut linker = Linker::new(engine);
         linker.define(&store, "env", "memory", memory)?;
         linker.func_wrap(
