@@ -640,3 +640,73 @@ fn apart_build_mode_gatekeeper_through_the_cli() {
     assert!(module.get_export("opa_wasm_abi_version").is_some());
     let _ = std::fs::remove_file(&out);
 }
+
+/// A measurement, not a check: `cargo test --release -p apart --test opa -- --ignored
+/// --nocapture opa_eval_time` prints the table in docs/performance.md: one warm instance,
+/// `opa_eval` (the input written, parsed, evaluated and the result set written back) on a
+/// CREATE of the rendered spire-server StatefulSet and on an UPDATE of the cilium HelmRelease
+/// under the seed policy, beside the JSON floor of the same input.
+#[test]
+#[ignore = "a measurement; run it explicitly (see docs/performance.md)"]
+fn opa_eval_time() {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let time = |f: &mut dyn FnMut()| {
+        let runs: Vec<f64> = (0..5)
+            .map(|_| {
+                median(
+                    (0..400)
+                        .map(|_| {
+                            let t = std::time::Instant::now();
+                            f();
+                            t.elapsed().as_secs_f64() * 1e6
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        median(runs)
+    };
+    let engine = engine();
+    let module = Module::new(&engine, opa_module_bytes()).expect("the OPA module compiles");
+    let policies =
+        check::read_policies(&[root().join("examples/seed/policy.yaml")]).expect("seed policy");
+    let parameters: Value = serde_json::from_slice(&policies.settings()).expect("settings");
+    let rendered = root().join("examples/rendered/spire-server-statefulset.yaml");
+    let statefulset = manifests::objects(&manifests::read_sources(&[rendered]).expect("reads"))
+        .expect("objects")
+        .remove(0)
+        .value;
+    let create = json!({
+        "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "StatefulSet"},
+        "namespace": "kube-system", "operation": "CREATE", "object": statefulset,
+    });
+    let update = support::read_json(
+        &root().join("tests/admission/update-helmrelease-affinity-changed/request.json"),
+    );
+    eprintln!("| input | bytes | JSON floor µs | `opa_eval` µs | × floor |");
+    eprintln!("|---|---:|---:|---:|---:|");
+    for (name, review) in [
+        ("CREATE StatefulSet", &create),
+        ("UPDATE HelmRelease", &update["request"]),
+    ] {
+        let text = json!({"parameters": parameters, "review": review}).to_string();
+        let floor = time(&mut || {
+            std::hint::black_box(serde_json::from_slice::<serde::de::IgnoredAny>(
+                std::hint::black_box(text.as_bytes()),
+            ))
+            .ok();
+        });
+        let mut policy = OpaPolicy::new(&engine, &module).expect("instantiates");
+        let eval = time(&mut || {
+            policy.eval_once(text.as_bytes(), 0).expect("evaluates");
+        });
+        eprintln!(
+            "| {name} | {} | {floor:.1} | {eval:.1} | {:.0} |",
+            text.len(),
+            eval / floor
+        );
+    }
+}

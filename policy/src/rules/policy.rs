@@ -585,6 +585,19 @@ impl PolicySet {
         &self.policies
     }
 
+    /// The same policies, judging only: each `action: mutate` is evaluated as `validate`, so
+    /// an evaluation plans, applies and re-checks no repair. For an edge that never repairs
+    /// (the OPA-ABI module in Gatekeeper mode reports the findings a request is judged by,
+    /// before any repair): the findings are the same, without their `fix`. The documents, and
+    /// so [`settings`](Self::settings), stay as written.
+    #[must_use]
+    pub fn without_repairs(mut self) -> Self {
+        for policy in &mut self.policies {
+            policy.action = Action::Validate;
+        }
+        self
+    }
+
     /// The policies' names, in order.
     pub fn names(&self) -> Vec<&str> {
         self.policies.iter().map(|p| p.name.as_str()).collect()
@@ -922,6 +935,34 @@ mod tests {
             error(&target("affinityPath: '$.spec.affinity'"))
                 .contains("$.spec.valueTargets[0].podLabels: podLabels is required")
         );
+    }
+
+    #[test]
+    fn without_repairs_judges_the_same_and_repairs_nothing() {
+        let text = GOOD.replace("spec:\n", "spec:\n  action: mutate\n");
+        let mut set = PolicySet::default();
+        set.parse_into(&text, "p.yaml").unwrap();
+        let deployment = br#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}, "spec": {"template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": []}}}}"#;
+        let facts = crate::NamespaceFacts::default();
+        let ctx = crate::Context {
+            default_namespace: "n",
+            namespaces: &facts,
+        };
+        let repaired = set.evaluate(deployment, &ctx).unwrap();
+        assert!(repaired.mutated.is_some(), "action: mutate repairs");
+        assert!(repaired.findings.iter().all(|f| f.fix.is_some()));
+        let settings = set.settings();
+        let judged = set.without_repairs();
+        let evaluation = judged.evaluate(deployment, &ctx).unwrap();
+        assert_eq!(evaluation.mutated, None);
+        let unfixed: Vec<crate::Finding> = repaired
+            .findings
+            .into_iter()
+            .map(|f| crate::Finding { fix: None, ..f })
+            .collect();
+        assert!(!unfixed.is_empty());
+        assert_eq!(evaluation.findings, unfixed);
+        assert_eq!(judged.settings(), settings, "the documents stay as written");
     }
 
     #[test]

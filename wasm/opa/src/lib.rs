@@ -94,6 +94,9 @@ pub fn messages(input: Option<&Value>) -> Vec<String> {
             }
         },
     };
+    // Gatekeeper mode reports what the request is judged by and repairs nothing: no repair
+    // is planned, applied or re-checked.
+    let policies = policies.without_repairs();
     let Some(review) = input.get("review") else {
         return vec!["apart: input.review is missing: expected the AdmissionRequest".to_owned()];
     };
@@ -106,12 +109,19 @@ pub fn messages(input: Option<&Value>) -> Vec<String> {
     }
     // The engine reads a Kubewarden ValidationRequest (`{"request": ...}`), and reads that
     // text again whole for value targets and repairs; give it the review in that shape.
-    let payload = json!({ "request": review }).to_string();
-    let request = match ValidationRequest::parse(payload.as_bytes()) {
+    // Written straight from the review: `json!` would copy the whole tree first.
+    let mut payload = br#"{"request":"#.to_vec();
+    if let Err(e) = serde_json::to_writer(&mut payload, review) {
+        return vec![format!(
+            "apart: input.review cannot be written as JSON: {e}"
+        )];
+    }
+    payload.push(b'}');
+    let request = match ValidationRequest::parse(&payload) {
         Ok(r) => r,
         Err(e) => return vec![format!("apart: {e}")],
     };
-    let verdict = admission::review(&policies, request.request, payload.as_bytes());
+    let verdict = admission::review(&policies, request.request, &payload);
     // The findings the request is judged by in its lifecycle (a Pod UPDATE, an existing
     // violation under `existingViolations: allow`, a deletion are let through), before any
     // repair: this module only validates.
