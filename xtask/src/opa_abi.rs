@@ -97,44 +97,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// How many globals the import section imports.
-fn imported_globals(body: &[u8]) -> Result<u64, String> {
-    let mut r = Reader { bytes: body, at: 0 };
-    let mut globals = 0;
-    for _ in 0..r.uleb()? {
-        r.name()?;
-        r.name()?;
-        match r.byte()? {
-            0 => {
-                r.uleb()?;
-            }
-            1 => {
-                // table: reftype, limits
-                r.byte()?;
-                let flags = r.byte()?;
-                r.uleb()?;
-                if flags & 1 != 0 {
-                    r.uleb()?;
-                }
-            }
-            2 => {
-                let flags = r.byte()?;
-                r.uleb()?;
-                if flags & 1 != 0 {
-                    r.uleb()?;
-                }
-            }
-            KIND_GLOBAL => {
-                r.byte()?;
-                r.byte()?;
-                globals += 1;
-            }
-            other => return Err(format!("unknown import kind {other}")),
-        }
-    }
-    Ok(globals)
-}
-
 /// A vector section's body with `count` more entries (`extra`) appended.
 fn append_entries(body: &[u8], count: u64, extra: &[u8]) -> Result<(Vec<u8>, u64), String> {
     let mut r = Reader { bytes: body, at: 0 };
@@ -178,7 +140,7 @@ fn read_sections(module: &[u8]) -> Result<(&[u8], Sections<'_>), String> {
 pub fn add_version_globals(module: &[u8]) -> Result<Vec<u8>, String> {
     let (header, sections) = read_sections(module)?;
     let imported = match sections.iter().find(|(id, _)| *id == SECTION_IMPORT) {
-        Some((_, body)) => imported_globals(body)?,
+        Some((_, body)) => imports(body)?.globals,
         None => 0,
     };
     let globals = [
@@ -258,11 +220,18 @@ struct MemoryImport {
     max: Option<u64>,
 }
 
-/// The memory import, if any, and how many functions are imported.
-fn imports(body: &[u8]) -> Result<(Option<MemoryImport>, u64), String> {
+/// What the import section imports: the memory, if any, and how many functions and globals.
+struct Imports {
+    memory: Option<MemoryImport>,
+    functions: u64,
+    globals: u64,
+}
+
+fn imports(body: &[u8]) -> Result<Imports, String> {
     let mut r = Reader { bytes: body, at: 0 };
     let mut memory = None;
     let mut functions = 0;
+    let mut globals = 0;
     for _ in 0..r.uleb()? {
         r.name()?;
         r.name()?;
@@ -300,11 +269,16 @@ fn imports(body: &[u8]) -> Result<(Option<MemoryImport>, u64), String> {
             KIND_GLOBAL => {
                 r.byte()?;
                 r.byte()?;
+                globals += 1;
             }
             other => return Err(format!("unknown import kind {other}")),
         }
     }
-    Ok((memory, functions))
+    Ok(Imports {
+        memory,
+        functions,
+        globals,
+    })
 }
 
 /// A data segment made passive: its index, the address the linker gave it, its length.
@@ -424,7 +398,11 @@ pub fn fit_host_memory(module: &[u8]) -> Result<Vec<u8>, String> {
     let (header, sections) = read_sections(module)?;
     let body = |id: u8| sections.iter().find(|(i, _)| *i == id).map(|(_, b)| *b);
     let import = body(SECTION_IMPORT).ok_or("the module imports nothing")?;
-    let (memory, imported_functions) = imports(import)?;
+    let Imports {
+        memory,
+        functions: imported_functions,
+        ..
+    } = imports(import)?;
     let memory = memory.ok_or("the module does not import its memory")?;
     if memory.min <= IMPORTED_PAGES {
         return Ok(module.to_vec());
@@ -541,11 +519,11 @@ mod tests {
     #[test]
     fn data_past_the_host_pages_is_laid_by_a_start_function() {
         let fitted = fit_host_memory(&module(7)).unwrap();
-        let (memory, functions) = imports(&body(&fitted, SECTION_IMPORT)).unwrap();
-        let memory = memory.unwrap();
+        let imported = imports(&body(&fitted, SECTION_IMPORT)).unwrap();
+        let memory = imported.memory.unwrap();
         assert_eq!(
-            (memory.min, memory.max, functions),
-            (IMPORTED_PAGES, None, 0)
+            (memory.min, memory.max, imported.functions, imported.globals),
+            (IMPORTED_PAGES, None, 0, 0)
         );
         // The near segment stays active; the far one is passive, with the same bytes.
         let data = body(&fitted, SECTION_DATA);
