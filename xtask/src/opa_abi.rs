@@ -203,13 +203,17 @@ const KIND_FUNCTION: u8 = 0;
 const KIND_MEMORY: u8 = 2;
 const PAGE: u64 = 65_536;
 
-/// Where a known section goes (the data count section, id 12, comes before the code).
+/// Where a known section goes, as the format orders them: the tag section (13, exception
+/// handling) between memory and global, the data count (12) before the code.
 fn order(id: u8) -> u8 {
     match id {
-        SECTION_DATA_COUNT => 10,
-        SECTION_CODE => 11,
-        SECTION_DATA => 12,
-        other => other,
+        1..=5 => id,
+        13 => 6,
+        6..=9 => id + 1,
+        SECTION_DATA_COUNT => 11,
+        SECTION_CODE => 12,
+        SECTION_DATA => 13,
+        _ => u8::MAX,
     }
 }
 
@@ -295,6 +299,8 @@ fn passive_past(body: &[u8], limit: u64) -> Result<(Vec<u8>, Vec<Passive>), Stri
     let mut out = Vec::with_capacity(body.len());
     uleb(count, &mut out);
     let mut passive = Vec::new();
+    // The ranges the segments left active write.
+    let mut active = Vec::new();
     for index in 0..count {
         let not_constant = || "a data segment whose offset is not an i32 constant".to_owned();
         if r.uleb()? != 0 {
@@ -313,6 +319,7 @@ fn passive_past(body: &[u8], limit: u64) -> Result<(Vec<u8>, Vec<Passive>), Stri
         let bytes = r.take(len as usize)?;
         let address = offset.cast_unsigned();
         if u64::from(address) + u64::from(len) <= limit {
+            active.push(u64::from(address)..u64::from(address) + u64::from(len));
             out.extend_from_slice(&[0, 0x41]);
             sleb(i64::from(offset), &mut out);
             out.push(0x0b);
@@ -326,6 +333,18 @@ fn passive_past(body: &[u8], limit: u64) -> Result<(Vec<u8>, Vec<Passive>), Stri
         }
         uleb(u64::from(len), &mut out);
         out.extend_from_slice(bytes);
+    }
+    // Passive segments are laid after every active one (and in their own order): where one
+    // overlaps an active segment, memory would hold other bytes than the linker meant
+    // (wasm-ld writes no overlapping segments).
+    let overlaps = passive.iter().any(|p| {
+        let laid = u64::from(p.address)..u64::from(p.address) + u64::from(p.len);
+        active
+            .iter()
+            .any(|a: &std::ops::Range<u64>| a.start < laid.end && laid.start < a.end)
+    });
+    if overlaps {
+        return Err("data segments overlap: their order could not be kept".to_owned());
     }
     Ok((out, passive))
 }
@@ -508,6 +527,30 @@ mod tests {
             .find(|(i, _)| *i == id)
             .map(|(_, b)| b.to_vec())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn sections_are_ordered_as_the_format_orders_them() {
+        // type, import, function, table, memory, tag, global, export, start, element,
+        // data count, code, data
+        let format = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
+        let mut sorted = format;
+        sorted.sort_by_key(|id| order(*id));
+        assert_eq!(sorted, format);
+    }
+
+    #[test]
+    fn overlapping_segments_are_refused_rather_than_reordered() {
+        // "ab" ends within the 2 pages kept (stays active); the 200 bytes from 131,001 cross
+        // the limit (would be passive, so laid after "ab", which they overlap).
+        let mut data = vec![2, 0, 0x41];
+        sleb(131_000, &mut data);
+        data.extend_from_slice(&[0x0b, 2, b'a', b'b', 0, 0x41]);
+        sleb(131_001, &mut data);
+        data.push(0x0b);
+        uleb(200, &mut data);
+        data.extend_from_slice(&[7; 200]);
+        assert!(passive_past(&data, IMPORTED_PAGES * PAGE).is_err());
     }
 
     #[test]

@@ -215,7 +215,12 @@ fn laid_at(module: &[u8], all: &[Section]) -> Result<Vec<(u32, u32)>, NotWasm> {
                         read_leb_u32(imports, &mut at)?;
                     }
                 }
+                // global: type, mutability; tag: attribute, type index
                 3 => at += 2,
+                4 => {
+                    at += 1;
+                    read_leb_u32(imports, &mut at)?;
+                }
                 other => return Err(not_wasm(format!("import kind {other}"))),
             }
         }
@@ -281,7 +286,9 @@ fn segments(
     all: &[Section],
     section: Range<usize>,
 ) -> Result<Vec<Segment>, NotWasm> {
-    let laid = laid_at(module, all)?;
+    // A start function this reader does not follow lays nothing it can see: its segments
+    // are then at no known address (and a baked buffer in one is not found), never misplaced.
+    let laid = laid_at(module, all).unwrap_or_default();
     let bytes = module.get(section.clone()).unwrap_or_default();
     let mut at = 0;
     let count = read_leb_u32(bytes, &mut at)?;
@@ -343,16 +350,16 @@ fn covering(module: &[u8], address: u32) -> Result<Option<Range<usize>>, NotWasm
     let Some(data) = all.iter().find(|s| s.id == DATA) else {
         return Ok(None);
     };
-    // The last one that covers it, when several do: segments are written in order at
-    // instantiation, so the last one's bytes are what memory holds.
-    Ok(segments(module, &all, data.content.clone())?
-        .into_iter()
-        .rev()
-        .find_map(|s| {
-            let (at, range) = s.placed?;
-            let skip = usize::try_from(address.checked_sub(at)?).ok()?;
-            (skip < range.len()).then(|| range.start + skip..range.end)
-        }))
+    // The last one that covers it, when several do: active segments are written in order at
+    // instantiation and passive ones after them, by the start function, so the last one's
+    // bytes are what memory holds.
+    let mut laid = segments(module, &all, data.content.clone())?;
+    laid.sort_by_key(|s| s.passive);
+    Ok(laid.into_iter().rev().find_map(|s| {
+        let (at, range) = s.placed?;
+        let skip = usize::try_from(address.checked_sub(at)?).ok()?;
+        (skip < range.len()).then(|| range.start + skip..range.end)
+    }))
 }
 
 /// What the module's data segments write from `address` to the end of the segment that
@@ -386,12 +393,18 @@ pub fn with_data_segment(module: &[u8], address: u32, bytes: &[u8]) -> Result<Ve
         .find(|s| s.id == DATA)
         .ok_or_else(|| not_wasm("the module has no data section"))?;
     let all_segments = segments(module, &all, data.content.clone())?;
-    // The start function names passive segments by index: with one, no segment is removed
-    // (the new one, written after, is what memory holds).
-    let renumbers = all_segments.iter().any(|s| s.passive);
+    // A module whose start function lays its data (the OPA-ABI module) may be given only the
+    // pages below that data, and an active segment is written before the start function runs:
+    // its bytes go into the segments it lays, in place (see `with_data_at`).
+    if all_segments.iter().any(|s| s.passive) {
+        return Err(not_wasm(format!(
+            "the module lays its data from its start function, and none of that data covers {} bytes at {address}",
+            bytes.len()
+        )));
+    }
     let kept: Vec<Segment> = all_segments
         .into_iter()
-        .filter(|s| renumbers || s.placed.as_ref().is_none_or(|(at, _)| *at != address))
+        .filter(|s| s.placed.as_ref().is_none_or(|(at, _)| *at != address))
         .collect();
     let count = u32::try_from(kept.len() + 1).unwrap_or(u32::MAX);
     let mut content = Vec::with_capacity(data.content.len() + bytes.len() + 16);
@@ -507,11 +520,10 @@ mod tests {
         let patched = with_data_at(&m, 70_001, b"o").unwrap();
         assert_eq!(patched.len(), m.len());
         assert_eq!(data_at(&patched, 70_000).unwrap(), Some(&b"ho"[..]));
-        // A segment of its own leaves every other in place, so the indexes the start
-        // function names still hold.
-        let added = with_data_at(&m, 16, b"bb").unwrap();
-        assert_eq!(data_at(&added, 16).unwrap(), Some(&b"bb"[..]));
-        assert_eq!(data_at(&added, 70_000).unwrap(), Some(&b"hi"[..]));
+        // Bytes the laid data does not cover would need an active segment, written before
+        // the start function grows memory: refused.
+        assert!(with_data_at(&m, 16, b"bb").is_err());
+        assert!(with_data_at(&m, 70_001, b"long").is_err());
     }
 
     #[test]
