@@ -1,7 +1,8 @@
 //! The few pieces of the WebAssembly binary format that packaging edits: sections, custom
 //! sections (the `io.kubewarden.metadata` one) and data segments (the baked policies), active
-//! or laid by the start function. A module is only ever copied with sections replaced or added, never
-//! re-encoded, so everything else in it stays byte for byte as the toolchain wrote it.
+//! or laid by the start function. A module is only ever copied with sections replaced or
+//! added, never re-encoded, so everything else in it stays byte for byte as the toolchain
+//! wrote it.
 
 use std::ops::Range;
 
@@ -190,41 +191,10 @@ fn laid_at(module: &[u8], all: &[Section]) -> Result<Vec<(u32, u32)>, NotWasm> {
         return Ok(Vec::new());
     };
     let function = read_leb_u32(start, &mut 0)?;
-    let mut imported = 0;
-    if let Some(imports) = content(IMPORT) {
-        let mut at = 0;
-        for _ in 0..read_leb_u32(imports, &mut at)? {
-            for _ in 0..2 {
-                let len = read_leb_u32(imports, &mut at)? as usize;
-                at += len;
-            }
-            let kind = *imports
-                .get(at)
-                .ok_or_else(|| not_wasm("truncated import"))?;
-            at += 1;
-            match kind {
-                0 => {
-                    read_leb_u32(imports, &mut at)?;
-                    imported += 1;
-                }
-                1 | 2 => {
-                    at += usize::from(kind == 1);
-                    let flags = read_leb_u32(imports, &mut at)?;
-                    read_leb_u32(imports, &mut at)?;
-                    if flags & 1 != 0 {
-                        read_leb_u32(imports, &mut at)?;
-                    }
-                }
-                // global: type, mutability; tag: attribute, type index
-                3 => at += 2,
-                4 => {
-                    at += 1;
-                    read_leb_u32(imports, &mut at)?;
-                }
-                other => return Err(not_wasm(format!("import kind {other}"))),
-            }
-        }
-    }
+    let imported = match content(IMPORT) {
+        Some(imports) => imported_functions(imports)?,
+        None => 0,
+    };
     let Some(defined) = function.checked_sub(imported) else {
         return Ok(Vec::new());
     };
@@ -278,6 +248,48 @@ fn laid_at(module: &[u8], all: &[Section]) -> Result<Vec<(u32, u32)>, NotWasm> {
         }
     }
     Ok(laid)
+}
+
+/// How many functions the import section (its content) imports: they come first in the
+/// function index space.
+fn imported_functions(imports: &[u8]) -> Result<u32, NotWasm> {
+    let mut at = 0;
+    let mut functions = 0;
+    for _ in 0..read_leb_u32(imports, &mut at)? {
+        // module and field names
+        for _ in 0..2 {
+            let len = read_leb_u32(imports, &mut at)? as usize;
+            at += len;
+        }
+        let kind = *imports
+            .get(at)
+            .ok_or_else(|| not_wasm("truncated import"))?;
+        at += 1;
+        match kind {
+            0 => {
+                read_leb_u32(imports, &mut at)?;
+                functions += 1;
+            }
+            // table (reference type, then limits) or memory (limits)
+            1 | 2 => {
+                at += usize::from(kind == 1);
+                let flags = read_leb_u32(imports, &mut at)?;
+                read_leb_u32(imports, &mut at)?;
+                if flags & 1 != 0 {
+                    read_leb_u32(imports, &mut at)?;
+                }
+            }
+            // global: type, mutability
+            3 => at += 2,
+            // tag: attribute, type index
+            4 => {
+                at += 1;
+                read_leb_u32(imports, &mut at)?;
+            }
+            other => return Err(not_wasm(format!("import kind {other}"))),
+        }
+    }
+    Ok(functions)
 }
 
 /// The data section's segments (within `section`, the data section's content range).

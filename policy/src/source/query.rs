@@ -126,6 +126,7 @@ fn readable(message: &str) -> String {
 /// is RFC 9535's exactly, so reading it here is what the query engine's parser would read.
 fn dotted(absolute: &str) -> Option<JsonPath> {
     let rest = absolute.strip_prefix('$')?;
+    let mut path = JsonPath::root();
     if !rest.is_empty() {
         for name in rest.strip_prefix('.')?.split('.') {
             let mut chars = name.chars();
@@ -135,10 +136,10 @@ fn dotted(absolute: &str) -> Option<JsonPath> {
             {
                 return None;
             }
+            path = path.name(name);
         }
     }
-    // Shorthands are the singular parser's own form: it builds the path in one pass.
-    JsonPath::parse(absolute).ok()
+    Some(path)
 }
 
 /// The plan of an absolute query (`$...`) and its leading names and indexes.
